@@ -1,0 +1,193 @@
+//! # weir-sdk: write Weir stream operators in Rust
+//!
+//! An operator is a `struct` implementing [`Operator`], exported with
+//! [`export!`], compiled with `weir build` (or
+//! `cargo build --target wasm32-wasip2 --release`) into a WebAssembly
+//! component that the `weir` host runs, one instance per parallel subtask.
+//!
+//! ```
+//! use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result};
+//!
+//! /// Counts records per key and emits the running count.
+//! #[derive(Default)]
+//! struct Count {
+//!     counts: KeyedState<u64>,
+//! }
+//!
+//! #[derive(serde::Serialize)]
+//! struct Update<'a> {
+//!     key: &'a str,
+//!     count: u64,
+//! }
+//!
+//! impl Operator for Count {
+//!     type In<'a> = &'a str;
+//!
+//!     fn process(&mut self, rec: Record<'_, &str>, out: &mut Emitter<'_>) -> Result<()> {
+//!         let n = self.counts.get_or_default(rec.value.as_bytes());
+//!         *n += 1;
+//!         out.emit(&Json(Update { key: rec.value, count: *n }));
+//!         Ok(())
+//!     }
+//! }
+//! weir_sdk::export!(Count);
+//! # fn main() {}
+//! ```
+//!
+//! ## Core concepts
+//! - [`Operator`]: your type. One instance per subtask, created with
+//!   `Default`, configured by [`Operator::init`], fed by [`Operator::process`].
+//!   Lives until the job stops or fails over.
+//! - [`Record`]: one input, borrowed from the batch the host sent; its value is
+//!   decoded as your `In` type (`&str`, `&[u8]`, `Json<T>`…), zero-copy for text.
+//! - [`Emitter`]: appends outputs (any [`Encode`] value, borrowed or owned)
+//!   to the batch returned to the host. No
+//!   allocation per record; records cross the Wasm boundary in batches.
+//! - [`KeyedState`]: a typed map keyed by record key, snapshotted per key
+//!   group so it survives failures and rescaling.
+//! - [`frame`] and [`keygroup`]: the batch byte layout and the key → key group
+//!   rule, shared with the host (build with `default-features = false` to get
+//!   only these).
+#![warn(missing_docs)]
+
+pub mod frame;
+pub mod keygroup;
+
+#[cfg(feature = "guest")]
+mod operator;
+#[cfg(feature = "guest")]
+mod state;
+#[cfg(feature = "guest")]
+mod value;
+#[cfg(feature = "guest")]
+#[doc(hidden)]
+pub mod runtime;
+
+#[cfg(feature = "guest")]
+pub use operator::{Context, Emitter, InstanceInfo, Operator, Record};
+#[cfg(feature = "guest")]
+pub use state::{KeyedState, StateReader, StateWriter};
+#[cfg(feature = "guest")]
+pub use value::{Decode, Encode, Json};
+
+/// Generated bindings of the WIT world (`wit/operator.wit`). Not a stable API.
+#[cfg(feature = "guest")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "operator",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_operator_world",
+        default_bindings_module: "weir_sdk::bindings",
+    });
+}
+
+/// An operator error: fails the job with this message, naming the operator.
+#[cfg(feature = "guest")]
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+}
+
+#[cfg(feature = "guest")]
+impl Error {
+    /// An error with the given message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+
+    fn into_message(self) -> String {
+        self.message
+    }
+}
+
+#[cfg(feature = "guest")]
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(feature = "guest")]
+impl<E: std::error::Error> From<E> for Error {
+    fn from(e: E) -> Self {
+        Self::msg(e.to_string())
+    }
+}
+
+/// `Result` with the SDK's [`Error`].
+#[cfg(feature = "guest")]
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Writes to the host's log, tagged with the operator id.
+#[cfg(feature = "guest")]
+pub mod log {
+    use crate::bindings::weir::operator::{host, types::Level};
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        host::log(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        host::log(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        host::log(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        host::log(Level::Error, message);
+    }
+}
+
+/// Exports `$op` (a type implementing [`Operator`]) as this component's operator.
+///
+/// Use it once per crate, at the crate root.
+#[cfg(feature = "guest")]
+#[macro_export]
+macro_rules! export {
+    ($op:ty) => {
+        #[doc(hidden)]
+        struct __WeirExport;
+
+        ::std::thread_local! {
+            static __WEIR_RUNTIME: ::core::cell::RefCell<$crate::runtime::Runtime<$op>> =
+                ::core::cell::RefCell::new(::core::default::Default::default());
+        }
+
+        impl $crate::bindings::Guest for __WeirExport {
+            fn describe() -> $crate::bindings::weir::operator::types::Descriptor {
+                $crate::runtime::Runtime::<$op>::describe(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+            }
+            fn init(
+                info: $crate::bindings::weir::operator::types::InstanceInfo,
+                config: ::std::string::String,
+                restored: ::core::option::Option<$crate::bindings::weir::operator::types::State>,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.init(info, config, restored))
+            }
+            fn process(batch: ::std::vec::Vec<u8>) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.process(&batch))
+            }
+            fn on_watermark(watermark: i64) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.on_watermark(watermark))
+            }
+            fn snapshot(
+                checkpoint_id: u64,
+            ) -> ::core::result::Result<$crate::bindings::weir::operator::types::State, ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.snapshot(checkpoint_id))
+            }
+            fn checkpoint_complete(checkpoint_id: u64) -> ::core::result::Result<(), ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.checkpoint_complete(checkpoint_id))
+            }
+            fn finish() -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.finish())
+            }
+        }
+
+        $crate::bindings::__export_operator_world!(__WeirExport with_types_in $crate::bindings);
+    };
+}

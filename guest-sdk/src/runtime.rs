@@ -1,0 +1,111 @@
+//! The glue between the generated Wasm exports and an [`Operator`]. Used only
+//! by [`export!`](crate::export); operator authors never touch it.
+//!
+//! One `Runtime` lives in each instance (a guest is single-threaded). It owns
+//! the operator and the output buffer, decodes each framed input batch, and
+//! turns operator errors into the `result` strings of the WIT world.
+
+use crate::bindings::weir::operator::types;
+use crate::operator::{Context, Emitter, InstanceInfo, Operator, Record};
+use crate::state::{StateReader, StateWriter};
+use crate::value::Decode;
+use crate::{Error, frame};
+
+/// Holds one instance's operator between calls.
+#[doc(hidden)]
+pub struct Runtime<O> {
+    op: Option<O>,
+    info: InstanceInfo,
+    out: Vec<u8>,
+    emitted: u64,
+}
+
+impl<O: Operator> Default for Runtime<O> {
+    fn default() -> Self {
+        Self { op: None, info: InstanceInfo::default(), out: Vec::new(), emitted: 0 }
+    }
+}
+
+impl<O: Operator> Runtime<O> {
+    /// The operator's descriptor.
+    pub fn describe(name: &str, version: &str) -> types::Descriptor {
+        types::Descriptor {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            state_version: O::STATE_VERSION,
+            sdk_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// Creates the operator, restoring `restored` if given.
+    pub fn init(&mut self, info: types::InstanceInfo, config: String, restored: Option<types::State>) -> Result<(), String> {
+        self.info = InstanceInfo {
+            operator_id: info.operator_id,
+            subtask: info.subtask,
+            parallelism: info.parallelism,
+            max_parallelism: info.max_parallelism,
+            key_groups: info.key_group_start..info.key_group_end,
+        };
+        let mut op = O::default();
+        op.init(&Context { info: &self.info, config: &config }).map_err(Error::into_message)?;
+        if let Some(state) = restored {
+            let reader = StateReader {
+                version: state.version,
+                operator: state.operator_state,
+                keyed: state.keyed.into_iter().map(|g| g.bytes).collect(),
+            };
+            op.restore(&reader).map_err(Error::into_message)?;
+        }
+        self.op = Some(op);
+        Ok(())
+    }
+
+    fn op(&mut self) -> Result<&mut O, String> {
+        self.op.as_mut().ok_or_else(|| "operator called before init".to_owned())
+    }
+
+    /// Runs `process` over every record of `batch`; returns the framed output.
+    pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, String> {
+        let op = self.op.as_mut().ok_or("operator called before init")?;
+        for rec in frame::read(batch) {
+            let rec = rec.map_err(|e| e.to_string())?;
+            let value = O::In::decode(rec.value).map_err(Error::into_message)?;
+            let mut out = Emitter::new(&mut self.out, rec.key, rec.timestamp, &mut self.emitted);
+            op.process(Record { key: rec.key, timestamp: rec.timestamp, value }, &mut out)
+                .map_err(Error::into_message)?;
+        }
+        Ok(core::mem::take(&mut self.out))
+    }
+
+    /// Runs `on_watermark`; returns the framed output.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<u8>, String> {
+        let op = self.op.as_mut().ok_or("operator called before init")?;
+        let mut out = Emitter::new(&mut self.out, None, Some(watermark), &mut self.emitted);
+        op.on_watermark(watermark, &mut out).map_err(Error::into_message)?;
+        Ok(core::mem::take(&mut self.out))
+    }
+
+    /// Runs `finish`; returns the framed output.
+    pub fn finish(&mut self) -> Result<Vec<u8>, String> {
+        let op = self.op.as_mut().ok_or("operator called before init")?;
+        let mut out = Emitter::new(&mut self.out, None, None, &mut self.emitted);
+        op.finish(&mut out).map_err(Error::into_message)?;
+        Ok(core::mem::take(&mut self.out))
+    }
+
+    /// Runs `snapshot` and packages the state for the host.
+    pub fn snapshot(&mut self, _checkpoint_id: u64) -> Result<types::State, String> {
+        let mut writer = StateWriter { max_parallelism: self.info.max_parallelism, ..StateWriter::default() };
+        self.op()?.snapshot(&mut writer).map_err(Error::into_message)?;
+        Ok(types::State {
+            version: O::STATE_VERSION,
+            operator_state: vec![writer.operator],
+            keyed: writer.keyed.into_iter().map(|(key_group, bytes)| types::KeyGroupState { key_group, bytes }).collect(),
+        })
+    }
+
+    /// Runs `on_checkpoint_complete`.
+    pub fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+        self.op()?.on_checkpoint_complete(checkpoint_id).map_err(Error::into_message)
+    }
+}

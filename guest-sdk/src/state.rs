@@ -1,0 +1,156 @@
+//! Operator state: the typed keyed-state helper [`KeyedState`] and the
+//! [`StateWriter`]/[`StateReader`] an operator's `snapshot`/`restore` use.
+//!
+//! Keyed state is written per key group (each group's bytes are framed
+//! `(key, value)` records, values as JSON), so the host can hand each group
+//! to whichever subtask owns it after a rescale. Operator (non-keyed) state
+//! is opaque bytes, one blob per subtask; after a rescale every new subtask
+//! sees all old blobs (Flink's "union" redistribution) and picks what it needs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{Error, frame, keygroup};
+
+/// A map from record key to `V`, partitioned by key group for checkpoints.
+///
+/// ```
+/// let mut counts = weir_sdk::KeyedState::<u64>::default();
+/// *counts.get_or_default(b"word") += 1;
+/// assert_eq!(counts.get(b"word"), Some(&1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyedState<V> {
+    map: HashMap<Box<[u8]>, V, xxhash_rust::xxh3::Xxh3Builder>,
+}
+
+impl<V> Default for KeyedState<V> {
+    fn default() -> Self {
+        Self { map: HashMap::default() }
+    }
+}
+
+impl<V> KeyedState<V> {
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// The value for `key`, if any, mutably.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
+    /// The value for `key`, inserting `V::default()` first if absent.
+    pub fn get_or_default(&mut self, key: &[u8]) -> &mut V
+    where
+        V: Default,
+    {
+        // Look up before inserting so the common (present) case never copies the key.
+        if !self.map.contains_key(key) {
+            self.map.insert(key.into(), V::default());
+        }
+        self.map.get_mut(key).expect("inserted above")
+    }
+
+    /// Sets the value for `key`, returning the old one.
+    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+        self.map.insert(key.into(), value)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        self.map.remove(key)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// All entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.map.iter().map(|(k, v)| (&**k, v))
+    }
+}
+
+impl<V: serde::Serialize + serde::de::DeserializeOwned> KeyedState<V> {
+    /// Writes every entry into `state`, under its key's group.
+    ///
+    /// # Errors
+    /// When a value fails to serialize.
+    pub fn snapshot_into(&self, state: &mut StateWriter) -> Result<(), Error> {
+        for (key, value) in &self.map {
+            let json = serde_json::to_vec(value).map_err(|e| Error::msg(format!("keyed state: {e}")))?;
+            state.put_keyed(key, &json);
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents with the keyed entries of `state`.
+    ///
+    /// # Errors
+    /// When an entry is not a valid `V`.
+    pub fn restore_from(&mut self, state: &StateReader) -> Result<(), Error> {
+        self.map.clear();
+        for entry in state.keyed() {
+            let (key, bytes) = entry?;
+            let value = serde_json::from_slice(bytes).map_err(|e| Error::msg(format!("keyed state: {e}")))?;
+            self.map.insert(key.into(), value);
+        }
+        Ok(())
+    }
+}
+
+/// Collects an instance's state during [`Operator::snapshot`](crate::Operator::snapshot).
+#[derive(Debug, Default)]
+pub struct StateWriter {
+    pub(crate) max_parallelism: u32,
+    pub(crate) operator: Vec<u8>,
+    pub(crate) keyed: BTreeMap<u32, Vec<u8>>,
+}
+
+impl StateWriter {
+    /// Stores `value` under `key` in the key's group.
+    pub fn put_keyed(&mut self, key: &[u8], value: &[u8]) {
+        let group = keygroup::key_group(key, self.max_parallelism);
+        frame::write(self.keyed.entry(group).or_default(), Some(key), None, value);
+    }
+
+    /// The instance's non-keyed state bytes, to fill in.
+    pub fn operator_state(&mut self) -> &mut Vec<u8> {
+        &mut self.operator
+    }
+}
+
+/// State handed to [`Operator::restore`](crate::Operator::restore).
+#[derive(Debug, Default)]
+pub struct StateReader {
+    pub(crate) version: u32,
+    pub(crate) operator: Vec<Vec<u8>>,
+    pub(crate) keyed: Vec<Vec<u8>>,
+}
+
+impl StateReader {
+    /// The `STATE_VERSION` of the operator that wrote this state.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Non-keyed state, one blob per subtask that wrote it.
+    pub fn operator_states(&self) -> &[Vec<u8>] {
+        &self.operator
+    }
+
+    /// Every `(key, value)` entry of the key groups this instance owns.
+    pub fn keyed(&self) -> impl Iterator<Item = Result<(&[u8], &[u8]), Error>> {
+        self.keyed.iter().flat_map(|group| frame::read(group)).map(|r| {
+            let rec = r.map_err(|e| Error::msg(format!("keyed state: {e}")))?;
+            Ok((rec.key.unwrap_or_default(), rec.value))
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! The `stdout` sink: one line per record value on standard output. Each
+//! batch is written under the stdout lock, so lines of parallel subtasks
+//! never interleave mid-line.
+
+use std::io::Write;
+
+use weir_sdk::frame;
+
+use super::Sink;
+use crate::Error;
+
+/// Writes record values as lines to stdout.
+#[derive(Debug, Default)]
+pub struct StdoutSink {
+    buf: Vec<u8>,
+}
+
+impl Sink for StdoutSink {
+    fn write(&mut self, batch: &[u8]) -> Result<(), Error> {
+        self.buf.clear();
+        for rec in frame::read(batch) {
+            let rec = rec.map_err(|e| Error::Internal(format!("stdout sink got a malformed batch: {e}")))?;
+            self.buf.extend_from_slice(rec.value);
+            self.buf.push(b'\n');
+        }
+        std::io::stdout().lock().write_all(&self.buf).map_err(|e| Error::io("stdout sink: cannot write", e))
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        std::io::stdout().lock().flush().map_err(|e| Error::io("stdout sink: cannot flush", e))
+    }
+
+    fn abort(&mut self) {}
+}

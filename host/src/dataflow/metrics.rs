@@ -1,0 +1,34 @@
+//! Live counters per node, shared by its subtasks (writers) and the
+//! progress display and final summary (readers). Relaxed atomics: the
+//! numbers are for humans, not for correctness.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Records in and out of one node, summed over its subtasks.
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+}
+
+impl NodeMetrics {
+    /// Counts `n` records received.
+    pub fn add_in(&self, n: u64) {
+        self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` records emitted.
+    pub fn add_out(&self, n: u64) {
+        self.records_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records received so far.
+    pub fn records_in(&self) -> u64 {
+        self.records_in.load(Ordering::Relaxed)
+    }
+
+    /// Records emitted so far.
+    pub fn records_out(&self) -> u64 {
+        self.records_out.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,222 @@
+//! A subtask's output side: routing each record to the downstream subtasks
+//! of every outgoing edge (forward, by key group, round-robin or broadcast),
+//! buffering per target, and sending full batches. Sending blocks when the
+//! target's channel is full: that is the backpressure.
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use weir_sdk::{frame, keygroup};
+
+use super::message::{Batch, Message};
+use super::metrics::NodeMetrics;
+use super::{Cancelled, TaskError};
+use crate::error::{GuestError, GuestFailure};
+use crate::job::spec::Partition;
+
+/// Channel capacity, in batches, between two subtasks.
+pub const CHANNEL_CAPACITY: usize = 4;
+
+/// One outgoing edge of one subtask.
+pub struct EdgeOutput {
+    partition: Partition,
+    /// One sender per downstream subtask (just one for `forward`). Dropped
+    /// with the task, which is how downstream learns of a failure.
+    targets: Vec<Sender<Message>>,
+    buffers: Vec<Batch>,
+    next: usize,
+    max_parallelism: u32,
+}
+
+impl EdgeOutput {
+    /// An edge to `targets` (indexed by downstream subtask).
+    pub fn new(partition: Partition, targets: Vec<Sender<Message>>, max_parallelism: u32) -> Self {
+        let buffers = targets.iter().map(|_| Batch::default()).collect();
+        Self { partition, targets, buffers, next: 0, max_parallelism }
+    }
+
+    fn route(&mut self, key: Option<&[u8]>, value: &[u8]) -> Route {
+        let n = self.targets.len();
+        if n == 1 {
+            return Route::One(0);
+        }
+        match self.partition {
+            Partition::Forward => Route::One(0),
+            Partition::Key => {
+                let group = keygroup::key_group(key.unwrap_or(value), self.max_parallelism);
+                Route::One(keygroup::subtask_for_key_group(group, n as u32, self.max_parallelism) as usize)
+            }
+            Partition::Rebalance => {
+                self.next = (self.next + 1) % n;
+                Route::One(self.next)
+            }
+            Partition::Broadcast => Route::All,
+        }
+    }
+
+    fn push(&mut self, target: usize, raw: &[u8], batch_size: usize) -> Result<(), Cancelled> {
+        let buf = &mut self.buffers[target];
+        buf.bytes.extend_from_slice(raw);
+        buf.records += 1;
+        if buf.records >= batch_size {
+            self.send(target)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, target: usize) -> Result<(), Cancelled> {
+        if self.buffers[target].records == 0 {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.buffers[target]);
+        self.targets[target].send(Message::Batch(batch)).map_err(|_| Cancelled)
+    }
+
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        (0..self.targets.len()).try_for_each(|t| self.send(t))
+    }
+
+    fn end(&mut self) -> Result<(), Cancelled> {
+        self.flush()?;
+        self.targets.iter().try_for_each(|t| t.send(Message::End).map_err(|_| Cancelled))
+    }
+}
+
+enum Route {
+    One(usize),
+    All,
+}
+
+/// All outgoing edges of one subtask.
+pub struct Outputs {
+    edges: Vec<EdgeOutput>,
+    batch_size: usize,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl Outputs {
+    /// Outputs over `edges`, sending batches of `batch_size` records.
+    pub fn new(edges: Vec<EdgeOutput>, batch_size: usize, metrics: Arc<NodeMetrics>) -> Self {
+        Self { edges, batch_size, metrics }
+    }
+
+    /// Routes every record of the framed `batch` to every edge.
+    ///
+    /// # Errors
+    /// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on
+    /// `blame`); [`Cancelled`] if a downstream task is gone.
+    pub fn emit(&mut self, batch: &[u8], blame: impl Fn() -> (String, u32)) -> Result<(), TaskError> {
+        let mut reader = frame::read(batch);
+        let mut count = 0u64;
+        loop {
+            let start = reader.offset();
+            let Some(rec) = reader.next() else { break };
+            let rec = rec.map_err(|e| {
+                let (operator, subtask) = blame();
+                TaskError::Failed(
+                    GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }.into(),
+                )
+            })?;
+            let raw = &batch[start..reader.offset()];
+            count += 1;
+            for edge in &mut self.edges {
+                match edge.route(rec.key, rec.value) {
+                    Route::One(t) => edge.push(t, raw, self.batch_size)?,
+                    Route::All => (0..edge.targets.len()).try_for_each(|t| edge.push(t, raw, self.batch_size))?,
+                }
+            }
+        }
+        self.metrics.add_out(count);
+        Ok(())
+    }
+
+    /// Sends every partly filled batch now (called when input is idle, so
+    /// latency stays low without shrinking batches under load).
+    ///
+    /// # Errors
+    /// [`Cancelled`] if a downstream task is gone.
+    pub fn flush(&mut self) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(EdgeOutput::flush)
+    }
+
+    /// Flushes and tells every downstream subtask that this one is done.
+    ///
+    /// # Errors
+    /// [`Cancelled`] if a downstream task is gone.
+    pub fn end(&mut self) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(EdgeOutput::end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(keys: &[&str]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for k in keys {
+            frame::write(&mut b, Some(k.as_bytes()), None, k.as_bytes());
+        }
+        b
+    }
+
+    fn drain(rx: &crossbeam_channel::Receiver<Message>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Message::Batch(b)) = rx.try_recv() {
+            for r in frame::read(&b.bytes) {
+                out.push(String::from_utf8(r.unwrap().value.to_vec()).unwrap());
+            }
+        }
+        out
+    }
+
+    fn outputs(partition: Partition, n: usize) -> (Outputs, Vec<crossbeam_channel::Receiver<Message>>) {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
+        let edge = EdgeOutput::new(partition, txs, 128);
+        (Outputs::new(vec![edge], 3, Arc::default()), rxs)
+    }
+
+    #[test]
+    fn key_partitioning_sends_each_key_to_its_key_groups_owner() {
+        let (mut out, rxs) = outputs(Partition::Key, 4);
+        let keys: Vec<String> = (0..200).map(|i| format!("k{}", i % 50)).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        out.emit(&batch_of(&refs), || ("t".into(), 0)).unwrap();
+        out.flush().unwrap();
+        for (subtask, rx) in rxs.iter().enumerate() {
+            let got = drain(rx);
+            assert!(!got.is_empty(), "subtask {subtask} got nothing");
+            for k in got {
+                let g = keygroup::key_group(k.as_bytes(), 128);
+                assert_eq!(keygroup::subtask_for_key_group(g, 4, 128) as usize, subtask);
+            }
+        }
+    }
+
+    #[test]
+    fn rebalance_spreads_evenly_and_broadcast_copies() {
+        let (mut out, rxs) = outputs(Partition::Rebalance, 3);
+        out.emit(&batch_of(&["a"; 9]), || ("t".into(), 0)).unwrap();
+        out.flush().unwrap();
+        assert!(rxs.iter().all(|rx| drain(rx).len() == 3));
+        let (mut out, rxs) = outputs(Partition::Broadcast, 3);
+        out.emit(&batch_of(&["a", "b"]), || ("t".into(), 0)).unwrap();
+        out.end().unwrap();
+        for rx in &rxs {
+            assert_eq!(drain(rx), ["a", "b"]);
+        }
+    }
+
+    #[test]
+    fn malformed_guest_output_is_a_guest_failure() {
+        let (mut out, _rxs) = outputs(Partition::Forward, 1);
+        let mut bad = batch_of(&["abc"]);
+        bad.pop();
+        match out.emit(&bad, || ("op".into(), 2)) {
+            Err(TaskError::Failed(crate::Error::Guest(g))) => assert_eq!((g.operator.as_str(), g.subtask), ("op", 2)),
+            Err(TaskError::Failed(e)) => panic!("wrong error {e}"),
+            Err(TaskError::Cancelled) => panic!("cancelled"),
+            Ok(()) => panic!("accepted a malformed batch"),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The crate's one public error type. Variants are coarse and tell the caller
+//! what to do: fix the job file, fix the module, look at the guest, retry I/O.
+//! Guest failures carry the operator id and a classified cause, so recovery
+//! (and the user) can tell a panic from a timeout from a memory blow-up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong running a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job file (or a `--set` override) is wrong. Fix it; retrying won't help.
+    #[error("{0}")]
+    InvalidJob(String),
+    /// An operator's `.wasm` cannot be used. Rebuild it with weir-sdk.
+    #[error("operator `{operator}`: {} {reason}", path.display())]
+    InvalidModule {
+        /// Operator id.
+        operator: String,
+        /// The `.wasm` file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A guest failed at run time.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// Reading or writing data failed (a source, a sink, the compile cache).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Building an operator (`weir build`) failed.
+    #[error("{0}")]
+    Build(String),
+    /// A bug in Weir.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    /// Whether the input (job file, module) is at fault rather than the run.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidJob(_) | Self::InvalidModule { .. })
+    }
+}
+
+/// A guest instance failed.
+#[derive(Debug, thiserror::Error)]
+#[error("operator `{operator}` (subtask {subtask}) failed in `{call}`: {cause}")]
+pub struct GuestError {
+    /// Operator id.
+    pub operator: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// The export that was running (`init`, `process`, …).
+    pub call: &'static str,
+    /// What happened.
+    pub cause: GuestFailure,
+}
+
+/// Why a guest call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuestFailure {
+    /// The operator returned an error.
+    #[error("the operator returned an error: {0}")]
+    Returned(String),
+    /// The guest panicked.
+    #[error("the operator panicked: {0}")]
+    Panic(String),
+    /// The call ran past the per-call deadline.
+    #[error("the call ran longer than the {}s limit ([limits] call_timeout); the operator may loop forever", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// The guest tried to grow its memory past the limit.
+    #[error("the operator needed more than the {} MiB memory limit ([limits] memory)", .0 >> 20)]
+    OutOfMemory(u64),
+    /// The guest broke the protocol (e.g. returned a malformed batch).
+    #[error("the operator broke the Weir protocol: {0}")]
+    Protocol(String),
+    /// Any other trap (out-of-bounds access, unreachable, …).
+    #[error("the operator trapped: {0}")]
+    Trap(String),
+}

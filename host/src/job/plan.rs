@@ -1,0 +1,390 @@
+//! Planning: checks a [`JobSpec`]'s cross-references and turns it into a
+//! [`JobPlan`] — nodes in topological order with resolved paths, edges with
+//! their partitioning. Pure: the only I/O is checking that files exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::spec::{GeneratorSpec, JobSpec, LimitsSpec, Partition, SinkKind, SourceSpec};
+use crate::Error;
+
+/// A validated job, ready to run.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    /// Job name.
+    pub name: String,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Guest limits.
+    pub limits: LimitsSpec,
+    /// Nodes in topological order: every edge points to an earlier node.
+    pub nodes: Vec<Node>,
+}
+
+/// A source, operator or sink, with its parallelism and inputs.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Stable id from the job file.
+    pub id: String,
+    /// Number of parallel subtasks.
+    pub parallelism: u32,
+    /// What the node does.
+    pub kind: NodeKind,
+    /// Incoming edges.
+    pub inputs: Vec<Edge>,
+}
+
+/// An edge from an earlier node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// Index of the upstream node in [`JobPlan::nodes`].
+    pub from: usize,
+    /// How records are spread over this node's subtasks.
+    pub partition: Partition,
+}
+
+/// What a node does.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// Lines of files.
+    FileSource {
+        /// A file or a directory.
+        path: PathBuf,
+    },
+    /// Generated records.
+    Generator(GeneratorSpec),
+    /// A Wasm operator.
+    Operator {
+        /// The `.wasm` component.
+        module: PathBuf,
+        /// The `config` table as JSON.
+        config_json: String,
+    },
+    /// Files of lines.
+    FileSink {
+        /// Output directory.
+        path: PathBuf,
+    },
+    /// Standard output.
+    StdoutSink,
+}
+
+/// Where `builtin = "NAME"` operators are looked up, in order.
+#[derive(Debug, Clone, Default)]
+pub struct BuiltinDirs(pub Vec<PathBuf>);
+
+impl BuiltinDirs {
+    /// `$WEIR_OPERATORS_DIR` (colon-separated), then `operators/` next to the
+    /// `weir` executable, then the build output of a source checkout
+    /// (`target/wasm32-wasip2/release`, seen from `target/<profile>/weir`).
+    pub fn from_env() -> Self {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("WEIR_OPERATORS_DIR")
+            .map(|v| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
+        if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            dirs.push(exe_dir.join("operators"));
+            dirs.push(exe_dir.join("../wasm32-wasip2/release"));
+        }
+        Self(dirs)
+    }
+
+    fn find(&self, name: &str) -> Result<PathBuf, String> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(format!("`{name}` is not a built-in operator name"));
+        }
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let found = self.0.iter().map(|d| d.join(&file)).find(|p| p.is_file());
+        found.map(|p| p.canonicalize().unwrap_or(p)).ok_or_else(|| {
+            let looked: Vec<_> = self.0.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "built-in operator `{name}` not found (looked for {file} in: {}); run the setup command from the README, or set WEIR_OPERATORS_DIR",
+                looked.join(", ")
+            )
+        })
+    }
+}
+
+/// Validates `spec` and plans it. Relative paths are resolved against `base_dir`
+/// (the job file's directory).
+///
+/// # Errors
+/// [`Error::InvalidJob`] naming the offending table and what to do.
+pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs) -> Result<JobPlan, Error> {
+    let invalid = Error::InvalidJob;
+    let max_parallelism = spec.job.max_parallelism.unwrap_or(weir_sdk::keygroup::DEFAULT_MAX_PARALLELISM);
+    if !(1..=32768).contains(&max_parallelism) {
+        return Err(invalid(format!("[job] max_parallelism = {max_parallelism}: must be between 1 and 32768")));
+    }
+    let batch_size = spec.job.batch_size.unwrap_or(1024);
+    if batch_size == 0 {
+        return Err(invalid("[job] batch_size must be at least 1".into()));
+    }
+    if spec.sources.is_empty() {
+        return Err(invalid("the job has no sources: add a [sources.ID] table".into()));
+    }
+    if spec.sinks.is_empty() {
+        return Err(invalid("the job has no sinks: add a [sinks.ID] table (kind = \"stdout\" or \"file\")".into()));
+    }
+    let drafts = drafts(spec, base_dir, builtins)?;
+    let order = topological_order(&drafts)?;
+    let index: BTreeMap<&str, usize> = order.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
+    let mut nodes = Vec::with_capacity(order.len());
+    for d in &order {
+        let parallelism = d.parallelism.unwrap_or(1);
+        if parallelism == 0 || parallelism > max_parallelism {
+            return Err(invalid(format!(
+                "[{}.{}] parallelism = {parallelism}: must be between 1 and max_parallelism ({max_parallelism})",
+                d.section, d.id
+            )));
+        }
+        let mut inputs = Vec::new();
+        for input in &d.inputs {
+            let from = index[input.as_str()];
+            let up: &Node = &nodes[from];
+            let partition = d.partition.unwrap_or(if up.parallelism == parallelism {
+                Partition::Forward
+            } else {
+                Partition::Rebalance
+            });
+            if partition == Partition::Forward && up.parallelism != parallelism {
+                return Err(invalid(format!(
+                    "[{}.{}] partition = \"forward\" needs equal parallelism, but `{input}` has {} and `{}` has {parallelism}; use \"rebalance\" or \"key\"",
+                    d.section, d.id, up.parallelism, d.id
+                )));
+            }
+            inputs.push(Edge { from, partition });
+        }
+        nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs });
+    }
+    Ok(JobPlan {
+        name: spec.job.name.clone().unwrap_or_else(|| name.to_owned()),
+        max_parallelism,
+        batch_size,
+        limits: spec.limits.clone(),
+        nodes,
+    })
+}
+
+/// A node before ordering.
+struct Draft {
+    section: &'static str,
+    id: String,
+    parallelism: Option<u32>,
+    partition: Option<Partition>,
+    inputs: Vec<String>,
+    kind: NodeKind,
+}
+
+fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
+    let mut out = Vec::new();
+    for (id, s) in &spec.sources {
+        let (kind, parallelism) = match s {
+            SourceSpec::File { path, parallelism } => {
+                let path = base.join(path);
+                if !path.exists() {
+                    return Err(Error::InvalidJob(format!(
+                        "[sources.{id}] path {} does not exist",
+                        path.display()
+                    )));
+                }
+                (NodeKind::FileSource { path }, *parallelism)
+            }
+            SourceSpec::Generator(g) => (NodeKind::Generator(g.clone()), g.parallelism),
+        };
+        out.push(Draft { section: "sources", id: id.clone(), parallelism, partition: None, inputs: vec![], kind });
+    }
+    for (id, o) in &spec.operators {
+        let module = match (&o.wasm, &o.builtin) {
+            (Some(wasm), None) => {
+                let path = base.join(wasm);
+                if !path.is_file() {
+                    return Err(Error::InvalidJob(format!(
+                        "[operators.{id}] wasm = {}: no such file; build the operator (`weir build`) or fix the path",
+                        path.display()
+                    )));
+                }
+                path
+            }
+            (None, Some(name)) => builtins.find(name).map_err(|e| Error::InvalidJob(format!("[operators.{id}] {e}")))?,
+            _ => {
+                return Err(Error::InvalidJob(format!(
+                    "[operators.{id}] set exactly one of `wasm = \"path/to/op.wasm\"` or `builtin = \"NAME\"`"
+                )));
+            }
+        };
+        let config_json = serde_json::to_string(&o.config).expect("a TOML table is valid JSON");
+        let kind = NodeKind::Operator { module, config_json };
+        let inputs = o.input.ids().to_vec();
+        out.push(Draft { section: "operators", id: id.clone(), parallelism: o.parallelism, partition: o.partition, inputs, kind });
+    }
+    for (id, s) in &spec.sinks {
+        let kind = match (s.kind, &s.path) {
+            (SinkKind::File, Some(path)) => NodeKind::FileSink { path: base.join(path) },
+            (SinkKind::File, None) => {
+                return Err(Error::InvalidJob(format!("[sinks.{id}] a file sink needs `path` (its output directory)")));
+            }
+            (SinkKind::Stdout, None) => NodeKind::StdoutSink,
+            (SinkKind::Stdout, Some(_)) => {
+                return Err(Error::InvalidJob(format!("[sinks.{id}] a stdout sink takes no `path`")));
+            }
+        };
+        let inputs = s.input.ids().to_vec();
+        out.push(Draft { section: "sinks", id: id.clone(), parallelism: s.parallelism, partition: s.partition, inputs, kind });
+    }
+    check_references(&out)?;
+    Ok(out)
+}
+
+fn check_references(drafts: &[Draft]) -> Result<(), Error> {
+    let mut sections: BTreeMap<&str, &str> = BTreeMap::new();
+    for d in drafts {
+        if let Some(other) = sections.insert(&d.id, d.section) {
+            return Err(Error::InvalidJob(format!(
+                "id `{}` is used by both [{other}.{0}] and [{}.{0}]; ids must be unique across sources, operators and sinks",
+                d.id, d.section
+            )));
+        }
+    }
+    for d in drafts {
+        if d.section != "sources" && d.inputs.is_empty() {
+            return Err(Error::InvalidJob(format!("[{}.{}] has no input", d.section, d.id)));
+        }
+        for input in &d.inputs {
+            match sections.get(input.as_str()) {
+                None => {
+                    let known: Vec<_> = drafts.iter().filter(|d| d.section != "sinks").map(|d| d.id.as_str()).collect();
+                    return Err(Error::InvalidJob(format!(
+                        "[{}.{}] input `{input}` does not exist; known sources and operators: {}",
+                        d.section,
+                        d.id,
+                        known.join(", ")
+                    )));
+                }
+                Some(&"sinks") => {
+                    return Err(Error::InvalidJob(format!(
+                        "[{}.{}] input `{input}` is a sink; sinks have no output",
+                        d.section, d.id
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kahn's algorithm; what is left over lies on or behind a cycle.
+fn topological_order(drafts: &[Draft]) -> Result<Vec<&Draft>, Error> {
+    let mut pending: BTreeMap<&str, &Draft> = drafts.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::with_capacity(drafts.len());
+    loop {
+        let ready: Vec<&str> = pending
+            .values()
+            .filter(|d| d.inputs.iter().all(|i| placed.contains(i.as_str())))
+            .map(|d| d.id.as_str())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for id in ready {
+            order.push(pending.remove(id).expect("ready ids are pending"));
+            placed.insert(id);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(order);
+    }
+    let stuck: Vec<String> = pending.values().map(|d| format!("{}.{}", d.section, d.id)).collect();
+    Err(Error::InvalidJob(format!(
+        "the dataflow has a cycle through {}; break it, dataflows must be acyclic",
+        stuck.join(" → ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::load::parse;
+
+    fn plan_text(text: &str) -> Result<JobPlan, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.txt"), "a b\n").unwrap();
+        std::fs::write(dir.path().join("op.wasm"), b"\0asm").unwrap();
+        let spec = parse(text, &[]).map_err(|e| e.to_string())?;
+        plan(&spec, "test", dir.path(), &BuiltinDirs(vec![dir.path().to_path_buf()])).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = r#"
+[sources.lines]
+kind = "file"
+path = "in.txt"
+[operators.a]
+wasm = "op.wasm"
+input = "lines"
+parallelism = 2
+[operators.b]
+wasm = "op.wasm"
+input = "a"
+partition = "key"
+parallelism = 3
+[sinks.out]
+kind = "stdout"
+input = ["b", "a"]
+"#;
+
+    #[test]
+    fn orders_nodes_and_picks_default_partitions() {
+        let p = plan_text(BASE).unwrap();
+        let ids: Vec<_> = p.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["lines", "a", "b", "out"]);
+        assert_eq!(p.nodes[1].inputs, [Edge { from: 0, partition: Partition::Rebalance }]);
+        assert_eq!(p.nodes[2].inputs, [Edge { from: 1, partition: Partition::Key }]);
+        assert_eq!(p.nodes[3].inputs[0].partition, Partition::Rebalance);
+        assert_eq!(p.max_parallelism, 128);
+    }
+
+    #[test]
+    fn missing_input_is_named() {
+        let err = plan_text(&BASE.replace("input = \"a\"", "input = \"nope\"")).unwrap_err();
+        assert!(err.contains("[operators.b] input `nope` does not exist"), "{err}");
+    }
+
+    #[test]
+    fn cycle_is_rejected() {
+        let text = BASE.replace("input = \"lines\"", "input = \"b\"");
+        let err = plan_text(&text).unwrap_err();
+        assert!(err.contains("cycle"), "{err}");
+        assert!(err.contains("operators.a") && err.contains("operators.b"), "{err}");
+    }
+
+    #[test]
+    fn forward_needs_equal_parallelism() {
+        let err = plan_text(&BASE.replace("partition = \"key\"", "partition = \"forward\"")).unwrap_err();
+        assert!(err.contains("forward"), "{err}");
+    }
+
+    #[test]
+    fn missing_wasm_and_builtin_are_explained() {
+        let err = plan_text(&BASE.replacen("wasm = \"op.wasm\"", "wasm = \"gone.wasm\"", 1)).unwrap_err();
+        assert!(err.contains("[operators.a] wasm") && err.contains("no such file"), "{err}");
+        let err = plan_text(&BASE.replacen("wasm = \"op.wasm\"", "builtin = \"nosuch\"", 1)).unwrap_err();
+        assert!(err.contains("built-in operator `nosuch` not found"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ids_and_sink_inputs_are_rejected() {
+        let dup = format!("{BASE}\n[sinks.a]\nkind = \"stdout\"\ninput = \"lines\"\n");
+        assert!(plan_text(&dup).unwrap_err().contains("unique"));
+        let from_sink = format!("{BASE}\n[sinks.more]\nkind = \"stdout\"\ninput = \"out\"\n");
+        assert!(plan_text(&from_sink).unwrap_err().contains("is a sink"));
+    }
+
+    #[test]
+    fn parallelism_bounds_are_checked() {
+        let err = plan_text(&BASE.replace("parallelism = 3", "parallelism = 500")).unwrap_err();
+        assert!(err.contains("max_parallelism"), "{err}");
+    }
+}

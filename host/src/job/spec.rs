@@ -1,0 +1,223 @@
+//! The job file's schema: what a user writes in `job.toml`, as serde types.
+//! Unknown keys are rejected (a typo must not be silently ignored). Nothing
+//! here checks cross-references; [`super::plan`] does.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A whole job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// `[job]`: name and job-wide settings.
+    #[serde(default)]
+    pub job: JobSection,
+    /// `[limits]`: per guest instance resource limits.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// `[sources.ID]` tables.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSpec>,
+    /// `[operators.ID]` tables.
+    #[serde(default)]
+    pub operators: BTreeMap<String, OperatorSpec>,
+    /// `[sinks.ID]` tables.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkSpec>,
+}
+
+/// `[job]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Job name; defaults to the job file's stem.
+    pub name: Option<String>,
+    /// Number of key groups: the upper bound of any parallelism, fixed for
+    /// the life of the job's state. Default 128.
+    pub max_parallelism: Option<u32>,
+    /// Records per batch sent between tasks and into guests. Default 1024.
+    pub batch_size: Option<usize>,
+}
+
+/// `[limits]`: what one guest instance may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSpec {
+    /// Maximum linear memory per instance, e.g. `"512MiB"`.
+    #[serde(with = "bytes")]
+    pub memory: u64,
+    /// Longest a single call into a guest may run, e.g. `"5s"`.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self { memory: 512 << 20, call_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A `[sources.ID]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// Lines of a text file, or of every file in a directory.
+    File {
+        /// File or directory, relative to the job file.
+        path: PathBuf,
+        /// Parallel readers; files are split between them. Default 1.
+        parallelism: Option<u32>,
+    },
+    /// A deterministic sequence of records.
+    Generator(GeneratorSpec),
+}
+
+/// A generator source's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// Number of records to emit in total; unbounded if absent.
+    pub count: Option<u64>,
+    /// Records per second in total; as fast as possible if absent.
+    pub rate: Option<f64>,
+    /// What each record holds. Default `sequence`.
+    #[serde(default)]
+    pub format: GeneratorFormat,
+    /// Vocabulary size for `words`. Default 1000.
+    pub vocabulary: Option<u32>,
+    /// Words per line for `words`. Default 8.
+    pub words_per_line: Option<u32>,
+    /// Seed for `words`. Default 0.
+    pub seed: Option<u64>,
+    /// Parallel generators; they split the sequence. Default 1.
+    pub parallelism: Option<u32>,
+}
+
+/// What a generator emits.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorFormat {
+    /// Record `n` is the decimal text of `n`.
+    #[default]
+    Sequence,
+    /// Record `n` is a line of words drawn (Zipf-like) from `w0 … wN`,
+    /// determined by `seed` and `n` alone.
+    Words,
+}
+
+/// An `[operators.ID]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    /// Path of the operator's `.wasm` component, relative to the job file.
+    pub wasm: Option<PathBuf>,
+    /// Name of a built-in operator (`tokenize`, `count`, …), instead of `wasm`.
+    pub builtin: Option<String>,
+    /// Id(s) of the upstream source(s)/operator(s).
+    pub input: Inputs,
+    /// Number of parallel instances. Default 1.
+    pub parallelism: Option<u32>,
+    /// How the input is spread over instances. Default `forward` when the
+    /// upstream parallelism is equal, else `rebalance`.
+    pub partition: Option<Partition>,
+    /// Handed to the operator's `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// A `[sinks.ID]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// What kind of sink.
+    pub kind: SinkKind,
+    /// Output directory (file sink), relative to the job file.
+    pub path: Option<PathBuf>,
+    /// Id(s) of the upstream source(s)/operator(s).
+    pub input: Inputs,
+    /// Number of parallel writers. Default 1.
+    pub parallelism: Option<u32>,
+    /// As for operators.
+    pub partition: Option<Partition>,
+}
+
+/// Sink kinds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// One line per record in part files under `path`.
+    File,
+    /// One line per record on standard output.
+    Stdout,
+}
+
+/// One input id or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    /// `input = "a"`.
+    One(String),
+    /// `input = ["a", "b"]`.
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    /// The ids as a slice.
+    pub fn ids(&self) -> &[String] {
+        match self {
+            Inputs::One(id) => std::slice::from_ref(id),
+            Inputs::Many(ids) => ids,
+        }
+    }
+}
+
+/// How records are spread over the instances of the consuming node.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partition {
+    /// Instance `i` feeds instance `i` (equal parallelism only).
+    Forward,
+    /// By key group of the record key (by value for records without a key).
+    Key,
+    /// Round-robin over instances.
+    Rebalance,
+    /// Every record to every instance.
+    Broadcast,
+}
+
+/// Sizes like `"512MiB"` or plain byte counts.
+mod bytes {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(n),
+            Raw::Text(s) => s
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| serde::de::Error::custom(format!("invalid size {s:?} ({e}); write e.g. \"512MiB\""))),
+        }
+    }
+}
+
+/// Durations like `"500ms"` or `"5s"`.
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"500ms\" or \"5s\"")))
+    }
+}

@@ -1,0 +1,89 @@
+//! What a person watching `weir run` sees: a live line per node (records in
+//! and out, per second) drawn with indicatif on stderr — only on a terminal —
+//! and a summary when the job ends.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::dataflow::{NodeStats, RunSummary};
+
+/// Live progress of a running job.
+pub struct Display {
+    bars: MultiProgress,
+    header: ProgressBar,
+    rows: Vec<(NodeStats, ProgressBar)>,
+    /// Counters at the previous refresh, for rates. Only the display thread
+    /// touches it; a Mutex keeps `refresh(&self)` simple.
+    last: Mutex<(Instant, Vec<(u64, u64)>)>,
+}
+
+impl Display {
+    /// Starts drawing for the nodes in `stats`.
+    pub fn new(job: &str, stats: &[NodeStats]) -> Self {
+        let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        let header = bars.add(ProgressBar::new_spinner());
+        header.set_style(ProgressStyle::with_template("{spinner} job `{prefix}` running {elapsed}").expect("valid template"));
+        header.set_prefix(job.to_owned());
+        let width = stats.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        let rows = stats
+            .iter()
+            .map(|s| {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("  {prefix} {msg}").expect("valid template"));
+                bar.set_prefix(format!("{:width$} ×{}", s.id, s.parallelism));
+                (s.clone(), bar)
+            })
+            .collect();
+        let last = Mutex::new((Instant::now(), vec![(0, 0); stats.len()]));
+        Self { bars, header, rows, last }
+    }
+
+    /// Redraws with current counters and rates.
+    pub fn refresh(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let dt = last.0.elapsed().as_secs_f64().max(1e-3);
+        for ((stats, bar), prev) in self.rows.iter().zip(last.1.iter_mut()) {
+            let (i, o) = (stats.metrics.records_in(), stats.metrics.records_out());
+            let rate = |now: u64, before: u64| HumanCount(((now - before) as f64 / dt) as u64);
+            bar.set_message(format!(
+                "in {:>12} ({:>9}/s)  out {:>12} ({:>9}/s)",
+                HumanCount(i).to_string(),
+                rate(i, prev.0).to_string(),
+                HumanCount(o).to_string(),
+                rate(o, prev.1).to_string()
+            ));
+            *prev = (i, o);
+        }
+        last.0 = Instant::now();
+        self.header.tick();
+    }
+
+    /// Removes the live lines.
+    pub fn clear(&self) {
+        for (_, bar) in &self.rows {
+            bar.finish_and_clear();
+        }
+        self.header.finish_and_clear();
+        let _ = self.bars.clear();
+    }
+}
+
+/// The end-of-job summary, one line per node.
+pub fn summary(summary: &RunSummary) -> String {
+    let mut out = format!("job `{}` finished in {:.2?}\n", summary.job, summary.elapsed);
+    let width = summary.nodes.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    for s in &summary.nodes {
+        let _ = writeln!(
+            out,
+            "  {:width$} ×{:<3} in {:>14}  out {:>14}",
+            s.id,
+            s.parallelism,
+            HumanCount(s.metrics.records_in()).to_string(),
+            HumanCount(s.metrics.records_out()).to_string()
+        );
+    }
+    out
+}

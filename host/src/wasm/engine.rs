@@ -1,0 +1,135 @@
+//! The shared wasmtime [`Engine`]: its configuration, the linker every guest
+//! is instantiated with, the epoch ticker behind per-call deadlines, and the
+//! on-disk cache of compiled components.
+//!
+//! **Compile cache.** Compiling a guest takes ~1 s; loading a compiled one
+//! takes ~1 ms. Compiled components are stored under the cache directory as
+//! `<sha256 of the .wasm>-<engine hash>.cwasm`; the engine hash covers the
+//! wasmtime version and every codegen setting, so an upgrade never loads
+//! stale code. Files are written to a temporary name and renamed, so a
+//! crash never leaves a half-written entry. Loading a `.cwasm` trusts it
+//! (wasmtime cannot verify machine code): the cache directory must be
+//! writable only by the user running `weir`.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings;
+use super::instance::GuestState;
+use super::limits::EPOCH_TICK;
+
+/// The engine and everything shared by all guests of a process.
+pub struct WasmEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<GuestState>,
+    cache_dir: Option<PathBuf>,
+    _ticker: EpochTicker,
+}
+
+impl WasmEngine {
+    /// Creates the engine. `cache_dir` holds compiled components; `None`
+    /// compiles every time.
+    ///
+    /// # Errors
+    /// When wasmtime rejects its configuration (a bug) or the linker cannot be built.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, crate::Error> {
+        let internal = |e: wasmtime::Error| crate::Error::Internal(format!("wasm engine: {e:#}"));
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(internal)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(internal)?;
+        bindings::Operator::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s).map_err(internal)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, cache_dir, _ticker: ticker })
+    }
+
+    /// The default cache directory: `$WEIR_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/weir/components`, else `~/.cache/weir/components`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
+            return Some(dir.into());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+        Some(base.join("weir").join("components"))
+    }
+
+    /// Compiles `wasm` (a component's bytes), or loads it from the cache.
+    pub(crate) fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, wasm);
+        };
+        let path = dir.join(self.cache_key(wasm));
+        if path.is_file() {
+            // SAFETY: the file was written by `store_in_cache` from code this
+            // engine compiled, under a name that pins the input and engine
+            // config; see the module docs for the trust assumption.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!("ignoring unusable compile cache entry {}: {e:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        if let Err(e) = store_in_cache(&component, dir, &path) {
+            tracing::warn!("could not write compile cache entry {}: {e:#}", path.display());
+        }
+        Ok(component)
+    }
+
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), engine_hash.finish())
+    }
+}
+
+fn store_in_cache(component: &Component, dir: &Path, path: &Path) -> wasmtime::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! One guest instance: its own [`Store`] (memory, limits, WASI context with
+//! no capabilities), the typed export bindings, and the call wrappers that
+//! arm the deadline before each call and classify every failure.
+//!
+//! An instance lives on one subtask thread for the life of a job attempt.
+//! After any failed call it is poisoned (a trapped component cannot be
+//! re-entered) and must be dropped.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, weir::operator::types};
+use super::limits::MemoryLimiter;
+use super::module::{Descriptor, OperatorModule};
+use crate::error::{GuestError, GuestFailure};
+use crate::{Error, wasm::Limits};
+
+/// How much of a guest's stderr is kept (for panic messages).
+const STDERR_CAPACITY: usize = 64 * 1024;
+
+/// Store data of one guest.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+    operator: Arc<str>,
+    subtask: u32,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::weir::operator::types::Host for GuestState {}
+
+impl bindings::weir::operator::host::Host for GuestState {
+    fn log(&mut self, level: types::Level, message: String) {
+        let (op, subtask) = (&*self.operator, self.subtask);
+        match level {
+            types::Level::Trace => tracing::trace!(operator = op, subtask, "{message}"),
+            types::Level::Debug => tracing::debug!(operator = op, subtask, "{message}"),
+            types::Level::Info => tracing::info!(operator = op, subtask, "{message}"),
+            types::Level::Warn => tracing::warn!(operator = op, subtask, "{message}"),
+            types::Level::Error => tracing::error!(operator = op, subtask, "{message}"),
+        }
+    }
+}
+
+/// Where an instance runs (the WIT `instance-info`, host side).
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    /// This subtask's index.
+    pub subtask: u32,
+    /// Number of subtasks of the operator.
+    pub parallelism: u32,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+}
+
+/// A live, sandboxed operator instance.
+pub struct GuestInstance {
+    store: Store<GuestState>,
+    bindings: bindings::Operator,
+    limits: Limits,
+    operator: Arc<str>,
+    subtask: u32,
+}
+
+impl GuestInstance {
+    pub(crate) fn new(module: &OperatorModule, subtask: u32) -> Result<Self, Error> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No preopened directories, environment, arguments or sockets.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(module.limits.memory),
+            stderr,
+            operator: module.operator.clone(),
+            subtask,
+        };
+        let mut store = Store::new(module.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(module.limits.deadline_ticks());
+        let mut instance = Self {
+            bindings: match module.pre.instantiate(&mut store) {
+                Ok(b) => b,
+                Err(e) => {
+                    let cause = classify(&e, &store, &module.limits);
+                    return Err(GuestError { operator: module.operator.to_string(), subtask, call: "instantiate", cause }.into());
+                }
+            },
+            store,
+            limits: module.limits,
+            operator: module.operator.clone(),
+            subtask,
+        };
+        instance.store.set_epoch_deadline(instance.limits.deadline_ticks());
+        Ok(instance)
+    }
+
+    /// Runs one export under the deadline, turning every failure into a [`GuestError`].
+    fn call<R>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&bindings::Operator, &mut Store<GuestState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, GuestError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let cause = match f(&self.bindings, &mut self.store) {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(message)) => GuestFailure::Returned(message),
+            Err(e) => classify(&e, &self.store, &self.limits),
+        };
+        Err(GuestError { operator: self.operator.to_string(), subtask: self.subtask, call, cause })
+    }
+
+    /// Calls `describe`.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn describe(&mut self) -> Result<Descriptor, GuestError> {
+        let d = self.call("describe", |b, s| b.call_describe(s).map(Ok))?;
+        Ok(Descriptor { name: d.name, version: d.version, state_version: d.state_version, sdk_version: d.sdk_version })
+    }
+
+    /// Calls `init` with the operator's config (JSON) and no restored state.
+    ///
+    /// # Errors
+    /// When the guest rejects its config or fails.
+    pub fn init(&mut self, info: &InstanceInfo, config_json: &str) -> Result<(), GuestError> {
+        let range = weir_sdk::keygroup::key_group_range(info.subtask, info.parallelism, info.max_parallelism);
+        let wit_info = types::InstanceInfo {
+            operator_id: self.operator.to_string(),
+            subtask: info.subtask,
+            parallelism: info.parallelism,
+            max_parallelism: info.max_parallelism,
+            key_group_start: range.start,
+            key_group_end: range.end,
+        };
+        self.call("init", |b, s| b.call_init(s, &wit_info, config_json, None))
+    }
+
+    /// Calls `process` with a framed batch; returns the framed output.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.call("process", |b, s| b.call_process(s, batch))
+    }
+
+    /// Calls `finish` (end of input); returns the framed output.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn finish(&mut self) -> Result<Vec<u8>, GuestError> {
+        self.call("finish", |b, s| b.call_finish(s))
+    }
+}
+
+/// Works out why a call failed, most specific cause first.
+fn classify(e: &wasmtime::Error, store: &Store<GuestState>, limits: &Limits) -> GuestFailure {
+    if store.data().limiter.exceeded {
+        return GuestFailure::OutOfMemory(limits.memory);
+    }
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return GuestFailure::Timeout(limits.call_timeout);
+    }
+    let stderr = store.data().stderr.contents();
+    let stderr = String::from_utf8_lossy(&stderr);
+    if let Some(message) = panic_message(&stderr) {
+        return GuestFailure::Panic(message);
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => GuestFailure::Trap(trap.to_string()),
+        None => GuestFailure::Trap(format!("{e:#}")),
+    }
+}
+
+/// Extracts "MESSAGE (at FILE:LINE:COL)" from Rust's panic output.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("panicked at ")?;
+    let rest = &stderr[start + "panicked at ".len()..];
+    let (location, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let message: Vec<&str> = body.lines().take_while(|l| !l.starts_with("note: ")).collect();
+    Some(format!("{} (at {})", message.join("\n").trim(), location.trim_end_matches(':')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn extracts_panic_message_and_location() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:33:13:\nboom at record 5\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).unwrap(), "boom at record 5 (at src/lib.rs:33:13)");
+        assert_eq!(panic_message("just some logging\n"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! `dedup`: forwards a record only the first time its key is seen (records
+//! without a key are deduplicated by value). Keyed, so run it behind a
+//! `partition = "key"` edge; the set of seen keys is checkpointed state.
+
+use weir_sdk::{Emitter, KeyedState, Operator, Record, Result, StateReader, StateWriter};
+
+#[derive(Default)]
+struct Dedup {
+    seen: KeyedState<()>,
+}
+
+impl Operator for Dedup {
+    type In<'a> = &'a [u8];
+
+    fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
+        let id = rec.key.unwrap_or(rec.value);
+        if self.seen.insert(id, ()).is_none() {
+            out.emit(rec.value);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.seen.snapshot_into(state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        self.seen.restore_from(state)
+    }
+}
+
+weir_sdk::export!(Dedup);

@@ -1,0 +1,54 @@
+//! `filter`: keeps the records whose value (as text) passes a test.
+//!
+//! Config: exactly one of `contains = "text"` or `regex = "pattern"`, and
+//! optionally `invert = true` to keep the records that do *not* pass.
+
+use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    contains: Option<String>,
+    regex: Option<String>,
+    #[serde(default)]
+    invert: bool,
+}
+
+enum Test {
+    Contains(String),
+    Regex(regex::Regex),
+}
+
+#[derive(Default)]
+struct Filter {
+    test: Option<Test>,
+    invert: bool,
+}
+
+impl Operator for Filter {
+    type In<'a> = &'a str;
+
+    fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
+        let config: Config = ctx.config()?;
+        self.invert = config.invert;
+        self.test = Some(match (config.contains, config.regex) {
+            (Some(text), None) => Test::Contains(text),
+            (None, Some(pattern)) => Test::Regex(regex::Regex::new(&pattern)?),
+            _ => return Err(Error::msg("filter: set exactly one of `contains` or `regex` in its config")),
+        });
+        Ok(())
+    }
+
+    fn process(&mut self, rec: Record<'_, &str>, out: &mut Emitter<'_>) -> Result<()> {
+        let pass = match self.test.as_ref().expect("init ran") {
+            Test::Contains(text) => rec.value.contains(text.as_str()),
+            Test::Regex(re) => re.is_match(rec.value),
+        };
+        if pass != self.invert {
+            out.emit(rec.value);
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export!(Filter);
