@@ -49,8 +49,14 @@ impl Error {
     }
 
     /// Whether the input (job file, module) is at fault rather than the run.
+    ///
+    /// An operator refusing its `config` in `init` counts as invalid input.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Self::InvalidJob(_) | Self::InvalidModule { .. })
+        match self {
+            Self::InvalidJob(_) | Self::InvalidModule { .. } => true,
+            Self::Guest(g) => g.call == "init" && matches!(g.cause, GuestFailure::Returned(_)),
+            _ => false,
+        }
     }
 }
 

@@ -1,1 +1,59 @@
+//! End-to-end tests: the real `weir` binary running real `.wasm` operators
+//! (built by `tests/build.rs`). One binary, one module per area; shared
+//! helpers live in `weir_tests` (tests/lib.rs).
 
+mod bad_input;
+mod cli;
+mod operators;
+mod sandbox;
+mod wordcount;
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Generous hang guard for a job that should take well under a second.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs `weir run JOB --quiet ARGS…` in `dir` with a shared compile cache.
+pub fn run_job(dir: &Path, job: &str, extra: &[&str]) -> weir_tests::Run {
+    let mut args = vec!["run", job, "--quiet"];
+    args.extend_from_slice(extra);
+    weir(dir, &args)
+}
+
+/// Runs `weir ARGS…` in `dir` with the tests' shared compile cache.
+pub fn weir(dir: &Path, args: &[&str]) -> weir_tests::Run {
+    let mut cmd = std::process::Command::new(weir_tests::weir_bin());
+    cmd.current_dir(dir).args(args).env("WEIR_CACHE_DIR", weir_tests::target_dir().join("e2e-compile-cache"));
+    weir_tests::run_with_timeout(cmd, TIMEOUT)
+}
+
+/// A job: one file source → the given operator tables → a file sink `out/`.
+pub fn pipeline(input: &str, operators: &str, last: &str) -> String {
+    format!(
+        r#"
+[sources.lines]
+kind = "file"
+path = "{input}"
+
+{operators}
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "{last}"
+"#
+    )
+}
+
+/// The wasm path of a guest, TOML-quoted-safe.
+pub fn wasm(name: &str) -> String {
+    weir_tests::guest(name).to_string_lossy().replace('\\', "/")
+}

@@ -1,0 +1,89 @@
+//! Misbehaving guests fail their job cleanly — non-zero exit, a message
+//! naming the operator and the cause — and never take the host down; and
+//! guests cannot reach files, the network or the environment.
+
+use std::path::Path;
+
+use weir_tests::{committed_lines, hidden_files};
+
+use crate::{pipeline, run_job, wasm, write};
+
+fn run_guest(dir: &Path, guest: &str, config: &str, extra: &[&str]) -> weir_tests::Run {
+    let input: String = (1..=5000).map(|i| format!("record {i}\n")).collect();
+    write(dir, "in.txt", &input);
+    let ops = format!("[operators.bad]\nwasm = \"{}\"\ninput = \"lines\"\nparallelism = 2\nconfig = {{ {config} }}", wasm(guest));
+    let job = write(dir, "job.toml", &pipeline("in.txt", &ops, "bad"));
+    run_job(dir, &job, extra)
+}
+
+fn assert_no_partial_output(dir: &Path) {
+    let out = dir.join("out");
+    if out.exists() {
+        assert!(committed_lines(&out).is_empty(), "a failed job committed output");
+        assert!(hidden_files(&out).is_empty(), "a failed job left in-progress files: {:?}", hidden_files(&out));
+    }
+}
+
+/// A panicking guest fails the job with its panic message and location.
+#[test]
+fn panic_fails_the_job_with_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    run_guest(dir.path(), "panic_at", "at = 3", &[])
+        .expect_code(1)
+        .expect_stderr(&["operator `bad`", "in `process`", "panicked", "boom at record 3", "src/lib.rs"]);
+    assert_no_partial_output(dir.path());
+}
+
+/// An operator returning an error fails the job with that error.
+#[test]
+fn returned_error_fails_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    run_guest(dir.path(), "panic_at", "at = 2, error = true", &[])
+        .expect_code(1)
+        .expect_stderr(&["operator `bad`", "returned an error: refusing record 2"]);
+}
+
+/// A guest that never returns is interrupted at the per-call deadline.
+#[test]
+fn endless_loop_hits_the_call_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    run_guest(dir.path(), "spin", "", &["--set", "limits.call_timeout=300ms"])
+        .expect_code(1)
+        .expect_stderr(&["operator `bad`", "longer than the 0.3s limit", "call_timeout"]);
+    assert_no_partial_output(dir.path());
+}
+
+/// A guest allocating without bound stops at the memory limit.
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    run_guest(dir.path(), "hog", "", &["--set", "limits.memory=\"64MiB\""])
+        .expect_code(1)
+        .expect_stderr(&["operator `bad`", "more than the 64 MiB memory limit"]);
+}
+
+/// Guests see no files, no network and no environment.
+#[test]
+fn guests_cannot_touch_files_network_or_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(dir.path(), "secret.txt", "top secret\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let probes = [
+        format!("read:{secret}"),
+        "read:/etc/passwd".into(),
+        format!("list:{}", dir.path().display()),
+        "list:/".into(),
+        format!("connect:{}", listener.local_addr().unwrap()),
+        "env:HOME".into(),
+        "env:PATH".into(),
+    ];
+    write(dir.path(), "in.txt", &(probes.join("\n") + "\n"));
+    let ops = format!("[operators.probe]\nwasm = \"{}\"\ninput = \"lines\"", wasm("probe"));
+    let job = write(dir.path(), "job.toml", &pipeline("in.txt", &ops, "probe"));
+    run_job(dir.path(), &job, &[]).expect_code(0);
+    let mut got = committed_lines(&dir.path().join("out"));
+    got.sort();
+    let mut expected: Vec<String> = probes.iter().map(|p| format!("{p} -> denied")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+}
