@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub fn weir_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/e2e-HASH → target/<profile>/weir
-    let bin = exe.parent().and_then(Path::parent).expect("deps dir").join(format!("weir{}", std::env::consts::EXE_SUFFIX));
+    let bin =
+        exe.parent().and_then(Path::parent).expect("deps dir").join(format!("weir{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.is_file(), "{} not found: run the tests with `cargo test` from the workspace root", bin.display());
     bin
 }
@@ -47,7 +48,13 @@ impl Run {
     /// Panics with the full output unless the exit code is `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -70,12 +77,8 @@ pub fn weir(dir: &Path, args: &[&str], timeout: Duration) -> Run {
 
 /// Runs `cmd` to completion or kills it after `timeout` (then panics).
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the command");
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning the command");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let out_reader = std::thread::spawn(move || {
@@ -100,12 +103,20 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Run { code: status.code(), stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
+    Run {
+        code: status.code(),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 /// Output of `Command::output`, as a [`Run`].
 pub fn run_output(out: Output) -> Run {
-    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 /// Every line of the committed part files in `dir` (hidden files excluded).
@@ -116,13 +127,22 @@ pub fn committed_lines(dir: &Path) -> Vec<String> {
         .filter(|p| !p.file_name().and_then(|n| n.to_str()).unwrap_or(".").starts_with('.'))
         .collect();
     files.sort();
-    files.iter().flat_map(|f| std::fs::read_to_string(f).expect("reading part file").lines().map(String::from).collect::<Vec<_>>()).collect()
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f).expect("reading part file").lines().map(String::from).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Names of the hidden (in-progress) files in `dir`.
 pub fn hidden_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect())
+        .map(|rd| {
+            rd.map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -131,7 +151,8 @@ pub fn hidden_files(dir: &Path) -> Vec<String> {
 pub fn counts_by_word(lines: &[String]) -> BTreeMap<String, Vec<u64>> {
     let mut by_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad output line {line:?}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad output line {line:?}: {e}"));
         let word = v["key"].as_str().unwrap_or_else(|| panic!("no key in {line}")).to_owned();
         by_word.entry(word).or_default().push(v["count"].as_u64().unwrap_or_else(|| panic!("no count in {line}")));
     }

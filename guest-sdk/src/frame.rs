@@ -72,7 +72,7 @@ pub fn begin(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>) -> u
 }
 
 /// Finishes a record started with [`begin`]: everything appended since is its value.
-pub fn end(out: &mut Vec<u8>, at: usize) {
+pub fn end(out: &mut [u8], at: usize) {
     let len = len_u32(out.len() - at - 4);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }

@@ -56,12 +56,12 @@ pub mod keygroup;
 #[cfg(feature = "guest")]
 mod operator;
 #[cfg(feature = "guest")]
+#[doc(hidden)]
+pub mod runtime;
+#[cfg(feature = "guest")]
 mod state;
 #[cfg(feature = "guest")]
 mod value;
-#[cfg(feature = "guest")]
-#[doc(hidden)]
-pub mod runtime;
 
 #[cfg(feature = "guest")]
 pub use operator::{Context, Emitter, InstanceInfo, Operator, Record};
@@ -73,6 +73,7 @@ pub use value::{Decode, Encode, Json};
 /// Generated bindings of the WIT world (`wit/operator.wit`). Not a stable API.
 #[cfg(feature = "guest")]
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments, reason = "generated code")]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "operator",

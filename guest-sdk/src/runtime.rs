@@ -38,7 +38,12 @@ impl<O: Operator> Runtime<O> {
     }
 
     /// Creates the operator, restoring `restored` if given.
-    pub fn init(&mut self, info: types::InstanceInfo, config: String, restored: Option<types::State>) -> Result<(), String> {
+    pub fn init(
+        &mut self,
+        info: types::InstanceInfo,
+        config: String,
+        restored: Option<types::State>,
+    ) -> Result<(), String> {
         self.info = InstanceInfo {
             operator_id: info.operator_id,
             subtask: info.subtask,
@@ -100,7 +105,11 @@ impl<O: Operator> Runtime<O> {
         Ok(types::State {
             version: O::STATE_VERSION,
             operator_state: vec![writer.operator],
-            keyed: writer.keyed.into_iter().map(|(key_group, bytes)| types::KeyGroupState { key_group, bytes }).collect(),
+            keyed: writer
+                .keyed
+                .into_iter()
+                .map(|(key_group, bytes)| types::KeyGroupState { key_group, bytes })
+                .collect(),
         })
     }
 

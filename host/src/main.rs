@@ -74,7 +74,13 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Run { quiet: true, .. });
     let default_filter = if quiet { "error" } else { "weir_host=info,warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| default_filter.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).without_time().with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -102,7 +108,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for node in &plan.nodes {
                 let inputs: Vec<String> =
                     node.inputs.iter().map(|e| format!("{} ({:?})", plan.nodes[e.from].id, e.partition)).collect();
-                println!("  {} ×{} <- {}", node.id, node.parallelism, if inputs.is_empty() { "-".into() } else { inputs.join(", ") });
+                println!(
+                    "  {} ×{} <- {}",
+                    node.id,
+                    node.parallelism,
+                    if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
+                );
             }
         }
         Command::New { what: NewCommand::Operator { name, dir, sdk } } => {

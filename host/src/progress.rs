@@ -25,7 +25,9 @@ impl Display {
     pub fn new(job: &str, stats: &[NodeStats]) -> Self {
         let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let header = bars.add(ProgressBar::new_spinner());
-        header.set_style(ProgressStyle::with_template("{spinner} job `{prefix}` running {elapsed}").expect("valid template"));
+        header.set_style(
+            ProgressStyle::with_template("{spinner} job `{prefix}` running {elapsed}").expect("valid template"),
+        );
         header.set_prefix(job.to_owned());
         let width = stats.iter().map(|s| s.id.len()).max().unwrap_or(0);
         let rows = stats

@@ -26,11 +26,10 @@ pub fn plan_job(path: &Path, overrides: &[Override]) -> Result<JobPlan, Error> {
     let spec = job::load(path, overrides)?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("job");
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    job::plan(&spec, name, base, &BuiltinDirs::from_env())
-        .map_err(|e| match e {
-            Error::InvalidJob(msg) => Error::InvalidJob(format!("job file {}: {msg}", path.display())),
-            other => other,
-        })
+    job::plan(&spec, name, base, &BuiltinDirs::from_env()).map_err(|e| match e {
+        Error::InvalidJob(msg) => Error::InvalidJob(format!("job file {}: {msg}", path.display())),
+        other => other,
+    })
 }
 
 /// Runs the job file at `path` until its bounded sources are drained.
@@ -43,7 +42,14 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     let modules = dataflow::load_modules(&plan, &engine)?;
     for m in modules.iter().flatten() {
         let d = m.descriptor();
-        tracing::info!("operator `{}`: {} {} (state v{}) from {}", m.operator, d.name, d.version, d.state_version, m.path().display());
+        tracing::info!(
+            "operator `{}`: {} {} (state v{}) from {}",
+            m.operator,
+            d.name,
+            d.version,
+            d.state_version,
+            m.path().display()
+        );
     }
     let job = dataflow::start(&plan, &modules)?;
     if options.progress {

@@ -30,19 +30,26 @@ fn syntax_error_shows_line_and_column() {
 /// A misspelt key is an error, not silently ignored.
 #[test]
 fn unknown_key_is_rejected() {
-    reject(&tokenize_job().replace("input = \"lines\"", "input = \"lines\"\nparalelism = 2"), &["unknown field", "paralelism", "line"]);
+    reject(
+        &tokenize_job().replace("input = \"lines\"", "input = \"lines\"\nparalelism = 2"),
+        &["unknown field", "paralelism", "line"],
+    );
 }
 
 /// An input that names nothing is reported with the known ids.
 #[test]
 fn missing_input_is_rejected() {
-    reject(&tokenize_job().replace("input = \"lines\"", "input = \"lnies\""), &["[operators.t] input `lnies` does not exist", "lines"]);
+    reject(
+        &tokenize_job().replace("input = \"lines\"", "input = \"lnies\""),
+        &["[operators.t] input `lnies` does not exist", "lines"],
+    );
 }
 
 /// A cycle between operators is rejected and named.
 #[test]
 fn cycle_is_rejected() {
-    let ops = "[operators.a]\nbuiltin = \"map\"\ninput = [\"lines\", \"b\"]\n[operators.b]\nbuiltin = \"map\"\ninput = \"a\"";
+    let ops =
+        "[operators.a]\nbuiltin = \"map\"\ninput = [\"lines\", \"b\"]\n[operators.b]\nbuiltin = \"map\"\ninput = \"a\"";
     reject(&pipeline("in.txt", ops, "b"), &["cycle", "operators.a", "operators.b"]);
 }
 

@@ -53,7 +53,18 @@ fn quiet_prints_nothing_but_output() {
 fn overrides_change_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let job = write(dir.path(), "job.toml", STDOUT_JOB);
-    let run = run_job(dir.path(), &job, &["--set", "sources.nums.count=100", "--set", "sources.nums.parallelism=3", "--set", "operators.keep7.config.regex=^7"]);
+    let run = run_job(
+        dir.path(),
+        &job,
+        &[
+            "--set",
+            "sources.nums.count=100",
+            "--set",
+            "sources.nums.parallelism=3",
+            "--set",
+            "operators.keep7.config.regex=^7",
+        ],
+    );
     run.expect_code(0);
     let mut lines: Vec<&str> = run.stdout.lines().collect();
     lines.sort();

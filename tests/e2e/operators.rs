@@ -40,7 +40,8 @@ fn map_uppercase_after_filter_in_parallel() {
 #[test]
 fn map_json_field() {
     let input = "{\"user\":\"ann\",\"n\":1}\n{\"user\":\"bob\"}\n{\"n\":{\"deep\":true}}\n";
-    let ops = "[operators.m]\nbuiltin = \"map\"\ninput = \"lines\"\nconfig = { transform = \"json-field\", field = \"n\" }";
+    let ops =
+        "[operators.m]\nbuiltin = \"map\"\ninput = \"lines\"\nconfig = { transform = \"json-field\", field = \"n\" }";
     assert_eq!(run_ops(input, ops, "m", &[]), ["1", "{\"deep\":true}"]);
 }
 
@@ -70,9 +71,19 @@ fn custom_operator_scaffolded_built_and_run() {
     weir(dir.path(), &["new", "operator", "shout"]).expect_code(0);
     let src = dir.path().join("shout/src/lib.rs");
     let code = std::fs::read_to_string(&src).unwrap();
-    std::fs::write(&src, code.replace("format!(\"{}{}\", self.prefix, rec.value)", "format!(\"{}{}!\", self.prefix, rec.value.to_uppercase())")).unwrap();
+    std::fs::write(
+        &src,
+        code.replace(
+            "format!(\"{}{}\", self.prefix, rec.value)",
+            "format!(\"{}{}!\", self.prefix, rec.value.to_uppercase())",
+        ),
+    )
+    .unwrap();
     let mut build = std::process::Command::new(weir_tests::weir_bin());
-    build.current_dir(dir.path()).args(["build", "shout"]).env("CARGO_TARGET_DIR", weir_tests::target_dir().join("e2e-scaffold"));
+    build
+        .current_dir(dir.path())
+        .args(["build", "shout"])
+        .env("CARGO_TARGET_DIR", weir_tests::target_dir().join("e2e-scaffold"));
     let built = weir_tests::run_with_timeout(build, std::time::Duration::from_secs(600));
     built.expect_code(0);
     let wasm = built.stdout.lines().last().expect("weir build prints the .wasm path").trim().to_owned();

@@ -11,7 +11,10 @@ use crate::{pipeline, run_job, wasm, write};
 fn run_guest(dir: &Path, guest: &str, config: &str, extra: &[&str]) -> weir_tests::Run {
     let input: String = (1..=5000).map(|i| format!("record {i}\n")).collect();
     write(dir, "in.txt", &input);
-    let ops = format!("[operators.bad]\nwasm = \"{}\"\ninput = \"lines\"\nparallelism = 2\nconfig = {{ {config} }}", wasm(guest));
+    let ops = format!(
+        "[operators.bad]\nwasm = \"{}\"\ninput = \"lines\"\nparallelism = 2\nconfig = {{ {config} }}",
+        wasm(guest)
+    );
     let job = write(dir, "job.toml", &pipeline("in.txt", &ops, "bad"));
     run_job(dir, &job, extra)
 }
@@ -28,9 +31,13 @@ fn assert_no_partial_output(dir: &Path) {
 #[test]
 fn panic_fails_the_job_with_the_message() {
     let dir = tempfile::tempdir().unwrap();
-    run_guest(dir.path(), "panic_at", "at = 3", &[])
-        .expect_code(1)
-        .expect_stderr(&["operator `bad`", "in `process`", "panicked", "boom at record 3", "src/lib.rs"]);
+    run_guest(dir.path(), "panic_at", "at = 3", &[]).expect_code(1).expect_stderr(&[
+        "operator `bad`",
+        "in `process`",
+        "panicked",
+        "boom at record 3",
+        "src/lib.rs",
+    ]);
     assert_no_partial_output(dir.path());
 }
 
@@ -47,9 +54,11 @@ fn returned_error_fails_the_job() {
 #[test]
 fn endless_loop_hits_the_call_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    run_guest(dir.path(), "spin", "", &["--set", "limits.call_timeout=300ms"])
-        .expect_code(1)
-        .expect_stderr(&["operator `bad`", "longer than the 0.3s limit", "call_timeout"]);
+    run_guest(dir.path(), "spin", "", &["--set", "limits.call_timeout=300ms"]).expect_code(1).expect_stderr(&[
+        "operator `bad`",
+        "longer than the 0.3s limit",
+        "call_timeout",
+    ]);
     assert_no_partial_output(dir.path());
 }
 

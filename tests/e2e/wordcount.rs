@@ -18,7 +18,7 @@ fn text(lines: usize, seed: u64) -> String {
         for w in 0..8 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let rank = ((x >> 33) % 1000) * ((x >> 13) % 1000) / 1000;
-            let word = if rank % 7 == 0 { format!("Word{rank}") } else { format!("w{rank}") };
+            let word = if rank.is_multiple_of(7) { format!("Word{rank}") } else { format!("w{rank}") };
             out.push_str(&word);
             out.push_str(if w % 3 == 2 { ", " } else { " " });
         }
@@ -31,7 +31,12 @@ fn text(lines: usize, seed: u64) -> String {
 fn wordcount(dir: &Path, input: &str, overrides: &[&str]) -> std::collections::BTreeMap<String, Vec<u64>> {
     let job = example_dir().join("job.toml");
     let out = dir.join("out");
-    let mut args = vec!["--set".to_string(), format!("sources.lines.path={input}"), "--set".into(), format!("sinks.out.path={}", out.display())];
+    let mut args = vec![
+        "--set".to_string(),
+        format!("sources.lines.path={input}"),
+        "--set".into(),
+        format!("sinks.out.path={}", out.display()),
+    ];
     for o in overrides {
         args.push("--set".into());
         args.push((*o).into());
@@ -45,7 +50,10 @@ fn wordcount(dir: &Path, input: &str, overrides: &[&str]) -> std::collections::B
 /// Each word's updates must be exactly 1, 2, …, N where N is its true count:
 /// no duplicate, no gap. (Parallel sinks split a word's updates over several
 /// part files, so their order across files is not meaningful; sort first.)
-fn assert_exact(got: &std::collections::BTreeMap<String, Vec<u64>>, expected: &std::collections::BTreeMap<String, u64>) {
+fn assert_exact(
+    got: &std::collections::BTreeMap<String, Vec<u64>>,
+    expected: &std::collections::BTreeMap<String, u64>,
+) {
     assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "different sets of words");
     for (word, updates) in got {
         let mut updates = updates.clone();

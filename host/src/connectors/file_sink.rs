@@ -29,7 +29,8 @@ impl FileSink {
     /// # Errors
     /// When `dir` cannot be created or listed.
     pub fn new(dir: &Path, subtask: u32) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
         let next_part = highest_part(dir, subtask)?.map_or(0, |n| n + 1);
         Ok(Self { dir: dir.to_path_buf(), subtask, next_part, pending: None })
     }
@@ -37,7 +38,8 @@ impl FileSink {
     fn writer(&mut self) -> Result<&mut BufWriter<File>, Error> {
         if self.pending.is_none() {
             let path = self.dir.join(format!(".part-{}-{}.inprogress", self.subtask, self.next_part));
-            let file = File::create(&path).map_err(|e| Error::io(format!("file sink: cannot create {}", path.display()), e))?;
+            let file = File::create(&path)
+                .map_err(|e| Error::io(format!("file sink: cannot create {}", path.display()), e))?;
             self.pending = Some((path, BufWriter::with_capacity(256 * 1024, file)));
         }
         Ok(&mut self.pending.as_mut().expect("set above").1)
@@ -104,7 +106,8 @@ mod tests {
     }
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut n: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut n: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         n.sort();
         n
     }

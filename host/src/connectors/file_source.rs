@@ -36,7 +36,8 @@ impl FileSource {
 
     fn open_next(&mut self) -> Result<bool, Error> {
         let Some(path) = self.files.get(self.next_file) else { return Ok(false) };
-        let file = File::open(path).map_err(|e| Error::io(format!("file source: cannot open {}", path.display()), e))?;
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("file source: cannot open {}", path.display()), e))?;
         self.reader = Some(BufReader::with_capacity(256 * 1024, file));
         self.next_file += 1;
         Ok(true)
@@ -114,6 +115,6 @@ mod tests {
         assert_eq!(all, ["one", "two", "", "three", "four"]);
         let first = read_all(&mut FileSource::new(dir.path(), 0, 2).unwrap());
         let second = read_all(&mut FileSource::new(dir.path(), 1, 2).unwrap());
-        assert_eq!((first.len(), second, ), (4, vec!["four".to_string()]));
+        assert_eq!((first.len(), second,), (4, vec!["four".to_string()]));
     }
 }

@@ -61,7 +61,9 @@ impl Generator {
                 let vocabulary = f64::from(self.spec.vocabulary.unwrap_or(1000).max(1));
                 let seed = self.spec.seed.unwrap_or(0);
                 for j in 0..self.spec.words_per_line.unwrap_or(8) {
-                    let r = splitmix64(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(j).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                    let r = splitmix64(
+                        seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(j).wrapping_mul(0xD1B5_4A32_D192_ED03),
+                    );
                     // Log-uniform rank: word i is drawn with probability ~1/i (Zipf, s = 1).
                     let u = (r >> 11) as f64 / (1u64 << 53) as f64;
                     let rank = (vocabulary.powf(u) as u64).max(1) - 1;
@@ -104,7 +106,15 @@ mod tests {
     use super::*;
 
     fn spec(format: GeneratorFormat, count: u64) -> GeneratorSpec {
-        GeneratorSpec { count: Some(count), rate: None, format, vocabulary: Some(100), words_per_line: Some(4), seed: Some(7), parallelism: None }
+        GeneratorSpec {
+            count: Some(count),
+            rate: None,
+            format,
+            vocabulary: Some(100),
+            words_per_line: Some(4),
+            seed: Some(7),
+            parallelism: None,
+        }
     }
 
     fn drain(g: &mut Generator) -> Vec<String> {
@@ -122,7 +132,8 @@ mod tests {
     #[test]
     fn subtasks_split_the_sequence_exactly() {
         let s = spec(GeneratorFormat::Sequence, 10);
-        let mut all: Vec<u64> = (0..3).flat_map(|i| drain(&mut Generator::new(&s, i, 3))).map(|v| v.parse().unwrap()).collect();
+        let mut all: Vec<u64> =
+            (0..3).flat_map(|i| drain(&mut Generator::new(&s, i, 3))).map(|v| v.parse().unwrap()).collect();
         all.sort();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
     }

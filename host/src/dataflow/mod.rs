@@ -24,6 +24,7 @@ use self::inputs::Inputs;
 use self::message::Message;
 use self::metrics::NodeMetrics;
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
+use crate::Error;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
@@ -34,7 +35,6 @@ use crate::job::spec::Partition;
 use crate::job::{JobPlan, NodeKind};
 use crate::wasm::OperatorModule;
 use crate::wasm::instance::InstanceInfo;
-use crate::Error;
 
 /// A neighbouring task failed or went away; this one stopped because of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,15 +189,16 @@ pub fn start(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Result<Runni
         .collect();
     let (mut senders, mut receivers) = wire(plan);
     let failure = Arc::new(FailureSlot::default());
-    let mut spawns: Vec<(String, Box<dyn FnOnce() -> Result<(), TaskError> + Send>)> = Vec::new();
+    let mut spawns: Vec<(String, Task)> = Vec::new();
     for (n, node) in plan.nodes.iter().enumerate() {
         for s in 0..node.parallelism {
             let edges = std::mem::take(&mut senders[n][s as usize]);
             let out = Outputs::new(edges, plan.batch_size, stats[n].metrics.clone());
             let inputs = Inputs::new(std::mem::take(&mut receivers[n][s as usize]));
             let metrics = stats[n].metrics.clone();
-            let info = InstanceInfo { subtask: s, parallelism: node.parallelism, max_parallelism: plan.max_parallelism };
-            let task: Box<dyn FnOnce() -> Result<(), TaskError> + Send> = match &node.kind {
+            let info =
+                InstanceInfo { subtask: s, parallelism: node.parallelism, max_parallelism: plan.max_parallelism };
+            let task: Task = match &node.kind {
                 NodeKind::FileSource { path } => {
                     let source: Box<dyn Source> = Box::new(FileSource::new(path, s, node.parallelism)?);
                     source_task(source, out, plan.batch_size, failure.clone())
@@ -244,14 +245,12 @@ pub fn start(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Result<Runni
     Ok(RunningJob { job: plan.name.clone(), threads, done, stats, failure, started })
 }
 
-fn source_task(
-    source: Box<dyn Source>,
-    out: Outputs,
-    batch_size: usize,
-    failure: Arc<FailureSlot>,
-) -> Box<dyn FnOnce() -> Result<(), TaskError> + Send> {
+fn source_task(source: Box<dyn Source>, out: Outputs, batch_size: usize, failure: Arc<FailureSlot>) -> Task {
     Box::new(move || task::run_source(source, out, batch_size, &failure.cancel))
 }
+
+/// The body of one subtask's thread.
+type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
 
 type EdgeOutputs = Vec<Vec<Vec<EdgeOutput>>>;
 type InputChannels = Vec<Vec<Vec<Receiver<Message>>>>;

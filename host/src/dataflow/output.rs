@@ -114,7 +114,8 @@ impl Outputs {
             let rec = rec.map_err(|e| {
                 let (operator, subtask) = blame();
                 TaskError::Failed(
-                    GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }.into(),
+                    GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }
+                        .into(),
                 )
             })?;
             let raw = &batch[start..reader.offset()];

@@ -31,7 +31,7 @@ pub fn run_source(
         }
         buf.clear();
         let status = source.next_batch(&mut buf, batch_size)?;
-        out.emit(&buf, || unreachable_blame())?;
+        out.emit(&buf, unreachable_blame)?;
         out.flush()?;
         if status == SourceStatus::Exhausted {
             out.end()?;

@@ -100,8 +100,15 @@ input = "split"
 
     #[test]
     fn overrides_replace_and_add_values_typed_or_as_strings() {
-        let job = parse(JOB, &[ov("sources.lines.path=/tmp/x y.txt"), ov("operators.split.parallelism=4"), ov("limits.call_timeout=250ms")])
-            .unwrap();
+        let job = parse(
+            JOB,
+            &[
+                ov("sources.lines.path=/tmp/x y.txt"),
+                ov("operators.split.parallelism=4"),
+                ov("limits.call_timeout=250ms"),
+            ],
+        )
+        .unwrap();
         match &job.sources["lines"] {
             crate::job::spec::SourceSpec::File { path, .. } => assert_eq!(path.to_str(), Some("/tmp/x y.txt")),
             other => panic!("{other:?}"),

@@ -80,9 +80,8 @@ impl BuiltinDirs {
     /// `weir` executable, then the build output of a source checkout
     /// (`target/wasm32-wasip2/release`, seen from `target/<profile>/weir`).
     pub fn from_env() -> Self {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("WEIR_OPERATORS_DIR")
-            .map(|v| std::env::split_paths(&v).collect())
-            .unwrap_or_default();
+        let mut dirs: Vec<PathBuf> =
+            std::env::var_os("WEIR_OPERATORS_DIR").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
         if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
             dirs.push(exe_dir.join("operators"));
             dirs.push(exe_dir.join("../wasm32-wasip2/release"));
@@ -184,10 +183,7 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
             SourceSpec::File { path, parallelism } => {
                 let path = base.join(path);
                 if !path.exists() {
-                    return Err(Error::InvalidJob(format!(
-                        "[sources.{id}] path {} does not exist",
-                        path.display()
-                    )));
+                    return Err(Error::InvalidJob(format!("[sources.{id}] path {} does not exist", path.display())));
                 }
                 (NodeKind::FileSource { path }, *parallelism)
             }
@@ -207,7 +203,9 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
                 }
                 path
             }
-            (None, Some(name)) => builtins.find(name).map_err(|e| Error::InvalidJob(format!("[operators.{id}] {e}")))?,
+            (None, Some(name)) => {
+                builtins.find(name).map_err(|e| Error::InvalidJob(format!("[operators.{id}] {e}")))?
+            }
             _ => {
                 return Err(Error::InvalidJob(format!(
                     "[operators.{id}] set exactly one of `wasm = \"path/to/op.wasm\"` or `builtin = \"NAME\"`"
@@ -217,7 +215,14 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
         let config_json = serde_json::to_string(&o.config).expect("a TOML table is valid JSON");
         let kind = NodeKind::Operator { module, config_json };
         let inputs = o.input.ids().to_vec();
-        out.push(Draft { section: "operators", id: id.clone(), parallelism: o.parallelism, partition: o.partition, inputs, kind });
+        out.push(Draft {
+            section: "operators",
+            id: id.clone(),
+            parallelism: o.parallelism,
+            partition: o.partition,
+            inputs,
+            kind,
+        });
     }
     for (id, s) in &spec.sinks {
         let kind = match (s.kind, &s.path) {
@@ -231,7 +236,14 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
             }
         };
         let inputs = s.input.ids().to_vec();
-        out.push(Draft { section: "sinks", id: id.clone(), parallelism: s.parallelism, partition: s.partition, inputs, kind });
+        out.push(Draft {
+            section: "sinks",
+            id: id.clone(),
+            parallelism: s.parallelism,
+            partition: s.partition,
+            inputs,
+            kind,
+        });
     }
     check_references(&out)?;
     Ok(out)

@@ -68,11 +68,8 @@ debug = false
 }
 
 fn lib_rs(name: &str) -> String {
-    let type_name: String = name
-        .split(['-', '_'])
-        .filter(|p| !p.is_empty())
-        .map(|p| p[..1].to_ascii_uppercase() + &p[1..])
-        .collect();
+    let type_name: String =
+        name.split(['-', '_']).filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect();
     format!(
         r#"//! `{name}`: a Weir stream operator.
 //!

@@ -96,7 +96,8 @@ impl WasmEngine {
 fn store_in_cache(component: &Component, dir: &Path, path: &Path) -> wasmtime::Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize()?;
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
+    let tmp =
+        dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

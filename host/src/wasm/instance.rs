@@ -100,7 +100,13 @@ impl GuestInstance {
                 Ok(b) => b,
                 Err(e) => {
                     let cause = classify(&e, &store, &module.limits);
-                    return Err(GuestError { operator: module.operator.to_string(), subtask, call: "instantiate", cause }.into());
+                    return Err(GuestError {
+                        operator: module.operator.to_string(),
+                        subtask,
+                        call: "instantiate",
+                        cause,
+                    }
+                    .into());
                 }
             },
             store,
@@ -204,7 +210,8 @@ mod tests {
 
     #[test]
     fn extracts_panic_message_and_location() {
-        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:33:13:\nboom at record 5\nnote: run with `RUST_BACKTRACE=1`\n";
+        let stderr =
+            "\nthread '<unnamed>' panicked at src/lib.rs:33:13:\nboom at record 5\nnote: run with `RUST_BACKTRACE=1`\n";
         assert_eq!(panic_message(stderr).unwrap(), "boom at record 5 (at src/lib.rs:33:13)");
         assert_eq!(panic_message("just some logging\n"), None);
     }

@@ -55,7 +55,9 @@ impl OperatorModule {
         let invalid = |reason: String| Error::InvalidModule { operator: operator.into(), path: path.into(), reason };
         let wasm = std::fs::read(path).map_err(|e| invalid(format!("cannot be read: {e}")))?;
         if !wasm.starts_with(WASM_MAGIC) || wasm.len() < 8 {
-            return Err(invalid("is not a WebAssembly file; point the job at the .wasm that `weir build` printed".into()));
+            return Err(invalid(
+                "is not a WebAssembly file; point the job at the .wasm that `weir build` printed".into(),
+            ));
         }
         if wasm[6..8] != [1, 0] {
             return Err(invalid(
@@ -76,9 +78,15 @@ impl OperatorModule {
             pre,
             limits,
             path: path.into(),
-            descriptor: Descriptor { name: String::new(), version: String::new(), state_version: 0, sdk_version: String::new() },
+            descriptor: Descriptor {
+                name: String::new(),
+                version: String::new(),
+                state_version: 0,
+                sdk_version: String::new(),
+            },
         };
-        module.descriptor = module.instantiate(0)?.describe().map_err(|e| invalid(format!("failed to describe itself: {e}")))?;
+        module.descriptor =
+            module.instantiate(0)?.describe().map_err(|e| invalid(format!("failed to describe itself: {e}")))?;
         Ok(module)
     }
 
