@@ -16,6 +16,8 @@ pub struct InstanceInfo {
     pub max_parallelism: u32,
     /// Key groups owned by this subtask.
     pub key_groups: core::ops::Range<u32>,
+    /// Restarts of the job so far (0 on the first attempt), as Flink's attempt number.
+    pub attempt: u32,
 }
 
 /// Handed to [`Operator::init`]: the instance's place and its configuration.

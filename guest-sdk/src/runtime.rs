@@ -50,6 +50,7 @@ impl<O: Operator> Runtime<O> {
             parallelism: info.parallelism,
             max_parallelism: info.max_parallelism,
             key_groups: info.key_group_start..info.key_group_end,
+            attempt: info.attempt,
         };
         let mut op = O::default();
         op.init(&Context { info: &self.info, config: &config }).map_err(Error::into_message)?;

@@ -34,9 +34,32 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The checkpoint store failed; the store may be unreachable (retry later)
+    /// or misconfigured (check the URL and credentials).
+    #[error("{context}: {source}")]
+    Storage {
+        /// What was being done, naming the object.
+        context: String,
+        /// The underlying error.
+        source: Box<object_store::Error>,
+    },
+    /// Checkpointing failed more often than the job tolerates.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// Stored data is damaged or not what Weir wrote (a checkpoint object).
+    #[error("{0}")]
+    Corrupt(String),
     /// Building an operator (`weir build`) failed.
     #[error("{0}")]
     Build(String),
+    /// The job kept failing: `[restart]` allows no more restarts.
+    #[error("{cause}\n(the job was restarted {restarts} time(s) and failed again; [restart] attempts allows no more)")]
+    GaveUp {
+        /// Restarts made before giving up.
+        restarts: u32,
+        /// The last failure.
+        cause: Box<Error>,
+    },
     /// A bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,6 +78,17 @@ impl Error {
         match self {
             Self::InvalidJob(_) | Self::InvalidModule { .. } => true,
             Self::Guest(g) => g.call == "init" && matches!(g.cause, GuestFailure::Returned(_)),
+            Self::GaveUp { cause, .. } => cause.is_invalid_input(),
+            _ => false,
+        }
+    }
+
+    /// Whether restarting the job (from its latest checkpoint) may help:
+    /// failures of the run itself — guests, I/O, storage, checkpointing —
+    /// but not bad input or damaged checkpoints.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Guest(_) | Self::Io { .. } | Self::Storage { .. } | Self::Checkpoint(_) => !self.is_invalid_input(),
             _ => false,
         }
     }

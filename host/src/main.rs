@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -29,6 +30,15 @@ enum Command {
         /// No progress, no summary; errors only.
         #[arg(long, short)]
         quiet: bool,
+        /// Ignore the job's existing checkpoints and start from the beginning
+        /// of the input (later failures restore this run's checkpoints only).
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Inspect a job's checkpoints.
+    Checkpoints {
+        #[command(subcommand)]
+        what: CheckpointsCommand,
     },
     /// Check a job file and its operators without running it.
     Validate {
@@ -51,6 +61,22 @@ enum Command {
         /// Build without optimizations (faster to compile, slower to run).
         #[arg(long)]
         debug: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// List checkpoints: id, status, time, duration, size.
+    List {
+        /// A job file (its `[checkpoint] store`), or a store URL
+        /// (`file://DIR`, `s3://bucket/prefix`) with --job.
+        target: String,
+        /// The job name, when TARGET is a URL.
+        #[arg(long)]
+        job: Option<String>,
+        /// As for `run`, when TARGET is a job file.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
     },
 }
 
@@ -93,9 +119,9 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { job, overrides, quiet } => {
+        Command::Run { job, overrides, quiet, fresh } => {
             let progress = !quiet;
-            let summary = run_job(&job, &RunOptions { overrides, progress })?;
+            let summary = run_job(&job, &RunOptions { overrides, progress, fresh })?;
             if !quiet {
                 eprint!("{}", weir_host::progress::summary(&summary));
             }
@@ -114,6 +140,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     node.parallelism,
                     if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
                 );
+            }
+        }
+        Command::Checkpoints { what: CheckpointsCommand::List { target, job, overrides } } => {
+            let storage = if target.contains("://") {
+                let job = job.context("a store URL needs the job name: add --job NAME")?;
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                Arc::new(weir_host::checkpoint::storage::Storage::open(&target, &cwd, &job)?)
+            } else {
+                let plan = weir_host::run::plan_job(std::path::Path::new(&target), &overrides)?;
+                weir_host::run::open_storage(&plan)?
+                    .with_context(|| format!("{target} has no [checkpoint] section, so it has no checkpoints"))?
+            };
+            let rows = weir_host::checkpoint::listing::rows(&storage)?;
+            if rows.is_empty() {
+                eprintln!("no checkpoints in {}", storage.url());
+            } else {
+                print!("{}", weir_host::checkpoint::listing::table(&rows));
             }
         }
         Command::New { what: NewCommand::Operator { name, dir, sdk } } => {

@@ -3,11 +3,13 @@
 //! and a summary when the job ends.
 
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::checkpoint::coordinator::CheckpointStats;
 use crate::dataflow::{NodeStats, RunSummary};
 
 /// Live progress of a running job.
@@ -15,14 +17,16 @@ pub struct Display {
     bars: MultiProgress,
     header: ProgressBar,
     rows: Vec<(NodeStats, ProgressBar)>,
+    /// The checkpoint line, if checkpointing.
+    checkpoints: Option<(Arc<CheckpointStats>, ProgressBar)>,
     /// Counters at the previous refresh, for rates. Only the display thread
     /// touches it; a Mutex keeps `refresh(&self)` simple.
     last: Mutex<(Instant, Vec<(u64, u64)>)>,
 }
 
 impl Display {
-    /// Starts drawing for the nodes in `stats`.
-    pub fn new(job: &str, stats: &[NodeStats]) -> Self {
+    /// Starts drawing for the nodes in `stats` (and a checkpoint line if given).
+    pub fn new(job: &str, stats: &[NodeStats], checkpoints: Option<Arc<CheckpointStats>>) -> Self {
         let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let header = bars.add(ProgressBar::new_spinner());
         header.set_style(
@@ -39,8 +43,13 @@ impl Display {
                 (s.clone(), bar)
             })
             .collect();
+        let checkpoints = checkpoints.map(|c| {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("  {msg}").expect("valid template"));
+            (c, bar)
+        });
         let last = Mutex::new((Instant::now(), vec![(0, 0); stats.len()]));
-        Self { bars, header, rows, last }
+        Self { bars, header, rows, checkpoints, last }
     }
 
     /// Redraws with current counters and rates.
@@ -60,6 +69,9 @@ impl Display {
             *prev = (i, o);
         }
         last.0 = Instant::now();
+        if let Some((stats, bar)) = &self.checkpoints {
+            bar.set_message(checkpoint_line(stats));
+        }
         self.header.tick();
     }
 
@@ -68,14 +80,35 @@ impl Display {
         for (_, bar) in &self.rows {
             bar.finish_and_clear();
         }
+        if let Some((_, bar)) = &self.checkpoints {
+            bar.finish_and_clear();
+        }
         self.header.finish_and_clear();
         let _ = self.bars.clear();
     }
 }
 
+/// "checkpoints: 12 complete, last #12: 35 ms, 1.2 MiB, alignment 3 ms".
+fn checkpoint_line(stats: &CheckpointStats) -> String {
+    let completed = stats.completed.load(Ordering::Relaxed);
+    if completed == 0 {
+        return "checkpoints: none complete yet".into();
+    }
+    format!(
+        "checkpoints: {completed} complete, last #{}: {} ms, {}, alignment {} ms",
+        stats.last_id.load(Ordering::Relaxed),
+        stats.last_duration_ms.load(Ordering::Relaxed),
+        HumanBytes(stats.last_bytes.load(Ordering::Relaxed)),
+        stats.last_alignment_ms.load(Ordering::Relaxed)
+    )
+}
+
 /// The end-of-job summary, one line per node.
 pub fn summary(summary: &RunSummary) -> String {
     let mut out = format!("job `{}` finished in {:.2?}\n", summary.job, summary.elapsed);
+    if let Some(id) = summary.restored_from {
+        let _ = writeln!(out, "  (resumed from checkpoint {id}; counts are since then)");
+    }
     let width = summary.nodes.iter().map(|s| s.id.len()).max().unwrap_or(0);
     for s in &summary.nodes {
         let _ = writeln!(
@@ -86,6 +119,9 @@ pub fn summary(summary: &RunSummary) -> String {
             HumanCount(s.metrics.records_in()).to_string(),
             HumanCount(s.metrics.records_out()).to_string()
         );
+    }
+    if let Some(stats) = &summary.checkpoints {
+        let _ = writeln!(out, "  {}", checkpoint_line(stats));
     }
     out
 }

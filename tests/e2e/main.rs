@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod operators;
+mod recovery;
 mod sandbox;
 mod wordcount;
 
@@ -30,9 +31,64 @@ pub fn run_job(dir: &Path, job: &str, extra: &[&str]) -> weir_tests::Run {
 
 /// Runs `weir ARGS…` in `dir` with the tests' shared compile cache.
 pub fn weir(dir: &Path, args: &[&str]) -> weir_tests::Run {
+    weir_env(dir, args, &[])
+}
+
+/// As [`weir`], with extra environment variables.
+pub fn weir_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> weir_tests::Run {
     let mut cmd = std::process::Command::new(weir_tests::weir_bin());
-    cmd.current_dir(dir).args(args).env("WEIR_CACHE_DIR", weir_tests::target_dir().join("e2e-compile-cache"));
+    cmd.current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("WEIR_CACHE_DIR", weir_tests::target_dir().join("e2e-compile-cache"));
     weir_tests::run_with_timeout(cmd, TIMEOUT)
+}
+
+/// A `weir` process running in the background, its output going to files.
+pub struct Background {
+    /// The process.
+    pub child: std::process::Child,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+}
+
+impl Background {
+    /// Starts `weir ARGS…` in `dir`; stdout/stderr go to `dir/<name>.stdout|.stderr`.
+    pub fn start(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut cmd = std::process::Command::new(weir_tests::weir_bin());
+        cmd.current_dir(dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("WEIR_CACHE_DIR", weir_tests::target_dir().join("e2e-compile-cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("creating stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("creating stderr file"));
+        Self { child: cmd.spawn().expect("starting weir"), stdout, stderr }
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("polling weir").is_some()
+    }
+
+    /// SIGKILL (if still running) and reap.
+    pub fn kill(mut self) -> weir_tests::Run {
+        let _ = self.child.kill();
+        self.finish()
+    }
+
+    /// Waits for exit (at most [`TIMEOUT`]) and collects the output.
+    pub fn finish(mut self) -> weir_tests::Run {
+        weir_tests::wait_until("weir to exit", TIMEOUT, || self.exited());
+        let status = self.child.wait().expect("reaping weir");
+        weir_tests::Run {
+            code: status.code(),
+            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
 }
 
 /// A job: one file source → the given operator tables → a file sink `out/`.

@@ -2,29 +2,12 @@
 
 use std::path::Path;
 
-use weir_tests::{committed_lines, counts_by_word, expected_counts, hidden_files};
+use weir_tests::{assert_exact, committed_lines, counts_by_word, expected_counts, hidden_files, text};
 
 use crate::{run_job, write};
 
 fn example_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wordcount")
-}
-
-/// Deterministic text with a skewed vocabulary, mixed case and punctuation.
-fn text(lines: usize, seed: u64) -> String {
-    let mut x = seed;
-    let mut out = String::new();
-    for _ in 0..lines {
-        for w in 0..8 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let rank = ((x >> 33) % 1000) * ((x >> 13) % 1000) / 1000;
-            let word = if rank.is_multiple_of(7) { format!("Word{rank}") } else { format!("w{rank}") };
-            out.push_str(&word);
-            out.push_str(if w % 3 == 2 { ", " } else { " " });
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// Runs the example's job file on `input` with overrides; returns per-word count sequences.
@@ -45,21 +28,6 @@ fn wordcount(dir: &Path, input: &str, overrides: &[&str]) -> std::collections::B
     run_job(dir, job.to_str().unwrap(), &args).expect_code(0);
     assert!(hidden_files(&out).is_empty(), "in-progress files left behind: {:?}", hidden_files(&out));
     counts_by_word(&committed_lines(&out))
-}
-
-/// Each word's updates must be exactly 1, 2, …, N where N is its true count:
-/// no duplicate, no gap. (Parallel sinks split a word's updates over several
-/// part files, so their order across files is not meaningful; sort first.)
-fn assert_exact(
-    got: &std::collections::BTreeMap<String, Vec<u64>>,
-    expected: &std::collections::BTreeMap<String, u64>,
-) {
-    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "different sets of words");
-    for (word, updates) in got {
-        let mut updates = updates.clone();
-        updates.sort_unstable();
-        assert_eq!(updates, (1..=expected[word]).collect::<Vec<_>>(), "updates of {word:?}");
-    }
 }
 
 /// The shipped example's output equals counts computed independently of Weir.

@@ -1,10 +1,25 @@
 //! The `file` sink: one line per record value in part files under a
-//! directory. Records go to a hidden in-progress file
-//! (`.part-<subtask>-<n>.inprogress`), which becomes `part-<subtask>-<n>`
-//! only when committed, so a reader of the directory sees committed output
-//! only. Without checkpoints, commit happens when the input ends; on failure
-//! the in-progress file is removed. Part numbers continue after the highest
-//! number already in the directory, so runs never overwrite each other.
+//! directory, two-phase so that output is exactly-once.
+//!
+//! Records go to a hidden in-progress file `.part-<subtask>-<n>.inprogress`;
+//! only a committed file is named `part-<subtask>-<n>`, so a reader of the
+//! directory sees committed output only (as with Flink's file sink).
+//!
+//! - At a checkpoint barrier ([`Sink::pre_commit`]) the current file is
+//!   flushed, synced, closed and recorded as pending for that checkpoint.
+//! - When the checkpoint completes ([`Sink::commit`]) its pending files are
+//!   renamed to their final names.
+//! - On restore ([`Sink::restore`]) the pending files named in the state are
+//!   committed (the checkpoint completed, the rename may not have happened),
+//!   and every other uncommitted file of this subtask — written after the
+//!   checkpoint — is deleted; so are committed parts numbered at or after the
+//!   state's `next_part` (only possible when falling back past a damaged
+//!   checkpoint), since their records will be produced again.
+//! - Without checkpoints, everything is committed at the end of input and
+//!   the current file removed on failure.
+//!
+//! Part numbers continue after the highest one present, so runs never
+//! overwrite each other.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,13 +29,18 @@ use weir_sdk::frame;
 
 use super::Sink;
 use crate::Error;
+use crate::checkpoint::state::SinkState;
 
 /// One subtask's part files.
 pub struct FileSink {
     dir: PathBuf,
     subtask: u32,
+    /// Part number of the next file to open.
     next_part: u64,
-    pending: Option<(PathBuf, BufWriter<File>)>,
+    /// The file being written: (part number, writer).
+    current: Option<(u64, BufWriter<File>)>,
+    /// Sealed files waiting for their checkpoint: (checkpoint, part number).
+    pending: Vec<(u64, u64)>,
 }
 
 impl FileSink {
@@ -31,35 +51,81 @@ impl FileSink {
     pub fn new(dir: &Path, subtask: u32) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
-        let next_part = highest_part(dir, subtask)?.map_or(0, |n| n + 1);
-        Ok(Self { dir: dir.to_path_buf(), subtask, next_part, pending: None })
+        let next_part = parts(dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0);
+        Ok(Self { dir: dir.to_path_buf(), subtask, next_part, current: None, pending: Vec::new() })
+    }
+
+    fn pending_name(&self, part: u64) -> String {
+        format!(".part-{}-{part}.inprogress", self.subtask)
+    }
+
+    fn final_name(&self, part: u64) -> String {
+        format!("part-{}-{part}", self.subtask)
     }
 
     fn writer(&mut self) -> Result<&mut BufWriter<File>, Error> {
-        if self.pending.is_none() {
-            let path = self.dir.join(format!(".part-{}-{}.inprogress", self.subtask, self.next_part));
+        if self.current.is_none() {
+            let part = self.next_part;
+            let path = self.dir.join(self.pending_name(part));
             let file = File::create(&path)
                 .map_err(|e| Error::io(format!("file sink: cannot create {}", path.display()), e))?;
-            self.pending = Some((path, BufWriter::with_capacity(256 * 1024, file)));
+            self.next_part += 1;
+            self.current = Some((part, BufWriter::with_capacity(256 * 1024, file)));
         }
-        Ok(&mut self.pending.as_mut().expect("set above").1)
+        Ok(&mut self.current.as_mut().expect("set above").1)
+    }
+
+    /// Flushes, syncs and closes the current file; returns its part number.
+    fn seal(&mut self) -> Result<Option<u64>, Error> {
+        let Some((part, writer)) = self.current.take() else { return Ok(None) };
+        let path = self.dir.join(self.pending_name(part));
+        let fail = |e| Error::io(format!("file sink: cannot write {}", path.display()), e);
+        let file = writer.into_inner().map_err(|e| fail(e.into_error()))?;
+        file.sync_all().map_err(fail)?;
+        Ok(Some(part))
+    }
+
+    /// Renames part `part` to its final name (idempotent).
+    fn publish(&self, part: u64) -> Result<(), Error> {
+        let from = self.dir.join(self.pending_name(part));
+        let to = self.dir.join(self.final_name(part));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            Err(_) if to.exists() => Ok(()),
+            Err(e) => Err(Error::io(format!("file sink: cannot commit {}", from.display()), e)),
+        }
     }
 }
 
-/// The highest part number of `subtask` in `dir`, committed or not.
-fn highest_part(dir: &Path, subtask: u32) -> Result<Option<u64>, Error> {
+/// A part file of one subtask found in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Part {
+    number: u64,
+    committed: bool,
+    name: String,
+}
+
+/// The part files of `subtask` in `dir`, committed or not.
+fn parts(dir: &Path, subtask: u32) -> Result<Vec<Part>, Error> {
     let context = || format!("file sink: cannot list {}", dir.display());
     let committed = format!("part-{subtask}-");
     let pending = format!(".part-{subtask}-");
-    let mut highest = None;
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(context(), e))? {
-        let name = entry.map_err(|e| Error::io(context(), e))?.file_name();
-        let name = name.to_string_lossy();
-        let rest = name.strip_prefix(&committed).or_else(|| name.strip_prefix(&pending));
-        let number = rest.map(|r| r.trim_end_matches(".inprogress")).and_then(|n| n.parse::<u64>().ok());
-        highest = highest.max(number);
+        let name = entry.map_err(|e| Error::io(context(), e))?.file_name().to_string_lossy().into_owned();
+        let parsed = if let Some(rest) = name.strip_prefix(&committed) {
+            rest.parse().ok().map(|n| (n, true))
+        } else {
+            name.strip_prefix(&pending)
+                .and_then(|r| r.strip_suffix(".inprogress"))
+                .and_then(|n| n.parse().ok())
+                .map(|n| (n, false))
+        };
+        if let Some((number, committed)) = parsed {
+            found.push(Part { number, committed, name });
+        }
     }
-    Ok(highest)
+    Ok(found)
 }
 
 impl Sink for FileSink {
@@ -75,20 +141,81 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
-        let Some((path, writer)) = self.pending.take() else { return Ok(()) };
-        let fail = |e| Error::io(format!("file sink: cannot commit {}", path.display()), e);
-        let file = writer.into_inner().map_err(|e| fail(e.into_error()))?;
-        file.sync_all().map_err(fail)?;
-        let final_path = self.dir.join(format!("part-{}-{}", self.subtask, self.next_part));
-        std::fs::rename(&path, &final_path).map_err(fail)?;
-        self.next_part += 1;
+    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
+        if let Some(part) = self.seal()? {
+            self.pending.push((checkpoint, part));
+        }
+        let pending = self.pending.iter().map(|&(_, part)| self.pending_name(part)).collect();
+        Ok(SinkState { finished, pending, next_part: self.next_part })
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<(), Error> {
+        let (ready, later): (Vec<_>, Vec<_>) = self.pending.iter().partition(|(c, _)| *c <= checkpoint);
+        for (_, part) in &ready {
+            self.publish(*part)?;
+        }
+        self.pending = later;
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<(), Error> {
+        if let Some(part) = self.seal()? {
+            self.pending.push((u64::MAX, part));
+        }
+        self.commit(u64::MAX)
+    }
+
+    fn restore(&mut self, state: &SinkState) -> Result<(), Error> {
+        let mut keep = Vec::new();
+        for name in &state.pending {
+            let part = name
+                .strip_prefix(&format!(".part-{}-", self.subtask))
+                .and_then(|r| r.strip_suffix(".inprogress"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}"))
+                })?;
+            self.publish(part).map_err(|e| {
+                Error::Corrupt(format!(
+                    "file sink: cannot commit {name} named in the checkpoint (was it deleted?): {e}"
+                ))
+            })?;
+            keep.push(part);
+        }
+        for part in parts(&self.dir, self.subtask)? {
+            let stale = part.number >= state.next_part || (!part.committed && !keep.contains(&part.number));
+            if stale {
+                if part.committed {
+                    tracing::warn!(
+                        "file sink: removing {} in {}: it was committed after the checkpoint being restored, and its records will be written again",
+                        part.name,
+                        self.dir.display()
+                    );
+                }
+                let path = self.dir.join(&part.name);
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(format!("file sink: cannot remove {}", path.display()), e))?;
+            }
+        }
+        self.next_part = state.next_part;
+        self.pending.clear();
+        self.current = None;
+        Ok(())
+    }
+
+    fn clean_start(&mut self) -> Result<(), Error> {
+        for part in parts(&self.dir, self.subtask)?.into_iter().filter(|p| !p.committed) {
+            let path = self.dir.join(&part.name);
+            tracing::info!("file sink: removing {}, left uncommitted by an earlier run", path.display());
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("file sink: cannot remove {}", path.display()), e))?;
+        }
         Ok(())
     }
 
     fn abort(&mut self) {
-        if let Some((path, _)) = self.pending.take() {
-            let _ = std::fs::remove_file(path);
+        if let Some((part, _)) = self.current.take() {
+            let _ = std::fs::remove_file(self.dir.join(self.pending_name(part)));
         }
     }
 }
@@ -113,22 +240,58 @@ mod tests {
     }
 
     #[test]
-    fn output_is_hidden_until_finish_and_runs_do_not_overwrite() {
+    fn output_is_hidden_until_committed_and_runs_do_not_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::new(dir.path(), 3).unwrap();
         sink.write(&batch(&["a", "b"])).unwrap();
         assert_eq!(names(dir.path()), [".part-3-0.inprogress"]);
-        sink.finish().unwrap();
+        sink.commit_all().unwrap();
         assert_eq!(names(dir.path()), ["part-3-0"]);
         assert_eq!(std::fs::read_to_string(dir.path().join("part-3-0")).unwrap(), "a\nb\n");
         let mut again = FileSink::new(dir.path(), 3).unwrap();
         again.write(&batch(&["c"])).unwrap();
-        again.finish().unwrap();
+        again.commit_all().unwrap();
         assert_eq!(names(dir.path()), ["part-3-0", "part-3-1"]);
     }
 
     #[test]
-    fn abort_removes_pending_output() {
+    fn checkpoints_commit_only_what_they_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), 0).unwrap();
+        sink.write(&batch(&["a"])).unwrap();
+        let s1 = sink.pre_commit(1, false).unwrap();
+        assert_eq!(s1, SinkState { finished: false, pending: vec![".part-0-0.inprogress".into()], next_part: 1 });
+        sink.write(&batch(&["b"])).unwrap();
+        sink.pre_commit(2, false).unwrap();
+        sink.commit(1).unwrap();
+        assert_eq!(names(dir.path()), [".part-0-1.inprogress", "part-0-0"]);
+        sink.commit(2).unwrap();
+        assert_eq!(names(dir.path()), ["part-0-0", "part-0-1"]);
+    }
+
+    #[test]
+    fn restore_commits_named_pending_files_and_drops_later_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), 0).unwrap();
+        sink.write(&batch(&["before"])).unwrap();
+        let state = sink.pre_commit(7, false).unwrap();
+        sink.write(&batch(&["after"])).unwrap();
+        sink.pre_commit(8, false).unwrap();
+        sink.write(&batch(&["unsealed"])).unwrap();
+        drop(sink); // the process dies before checkpoint 7's commit
+        let mut resumed = FileSink::new(dir.path(), 0).unwrap();
+        resumed.restore(&state).unwrap();
+        assert_eq!(names(dir.path()), ["part-0-0"]);
+        assert_eq!(std::fs::read_to_string(dir.path().join("part-0-0")).unwrap(), "before\n");
+        resumed.write(&batch(&["again"])).unwrap();
+        resumed.commit_all().unwrap();
+        assert_eq!(names(dir.path()), ["part-0-0", "part-0-1"]);
+        resumed.restore(&state).unwrap();
+        assert_eq!(names(dir.path()), ["part-0-0"], "restoring again rolls back what came after");
+    }
+
+    #[test]
+    fn abort_removes_unsealed_output() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::new(dir.path(), 0).unwrap();
         sink.write(&batch(&["a"])).unwrap();

@@ -1,22 +1,30 @@
 //! The `file` source: one record per line of a text file, or of every
 //! visible file in a directory (sorted by name). With parallelism `p`,
 //! subtask `i` reads files `i, i+p, …`. Lines lose their `\n` / `\r\n`.
+//! Its checkpointed position is (file index, byte offset), so a restore
+//! seeks straight back to the first unread line.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use weir_sdk::frame;
 
+use super::pacer::Pacer;
 use super::{Source, SourceStatus};
 use crate::Error;
+use crate::checkpoint::state::SourcePosition;
 
 /// Reads lines of this subtask's files.
 pub struct FileSource {
     files: Vec<PathBuf>,
-    next_file: usize,
+    /// Index of the file `reader` reads (or the next to open).
+    file: usize,
+    /// Bytes of that file consumed.
+    offset: u64,
     reader: Option<BufReader<File>>,
     line: Vec<u8>,
+    pacer: Pacer,
 }
 
 impl FileSource {
@@ -24,22 +32,34 @@ impl FileSource {
     ///
     /// # Errors
     /// When `path` cannot be listed.
-    pub fn new(path: &Path, subtask: u32, parallelism: u32) -> Result<Self, Error> {
+    pub fn new(path: &Path, subtask: u32, parallelism: u32, rate: Option<f64>) -> Result<Self, Error> {
         let files = list_files(path)?
             .into_iter()
             .enumerate()
             .filter(|(i, _)| *i as u32 % parallelism == subtask)
             .map(|(_, f)| f)
             .collect();
-        Ok(Self { files, next_file: 0, reader: None, line: Vec::new() })
+        Ok(Self { files, file: 0, offset: 0, reader: None, line: Vec::new(), pacer: Pacer::new(rate, parallelism) })
     }
 
-    fn open_next(&mut self) -> Result<bool, Error> {
-        let Some(path) = self.files.get(self.next_file) else { return Ok(false) };
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("file source: cannot open {}", path.display()), e))?;
+    /// Opens file `self.file` at `self.offset`; false when there is none left.
+    fn open(&mut self) -> Result<bool, Error> {
+        let Some(path) = self.files.get(self.file) else { return Ok(false) };
+        let context = |what: &str| format!("file source: cannot {what} {}", path.display());
+        let mut file = File::open(path).map_err(|e| Error::io(context("open"), e))?;
+        if self.offset > 0 {
+            let len = file.metadata().map_err(|e| Error::io(context("stat"), e))?.len();
+            if len < self.offset {
+                return Err(Error::Corrupt(format!(
+                    "file source: {} has {len} bytes, but the checkpoint resumes it at byte {}; \
+                     the input changed since the checkpoint (start over with --fresh)",
+                    path.display(),
+                    self.offset
+                )));
+            }
+            file.seek(SeekFrom::Start(self.offset)).map_err(|e| Error::io(context("seek in"), e))?;
+        }
         self.reader = Some(BufReader::with_capacity(256 * 1024, file));
-        self.next_file += 1;
         Ok(true)
     }
 }
@@ -65,27 +85,46 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
 
 impl Source for FileSource {
     fn next_batch(&mut self, out: &mut Vec<u8>, max_records: usize) -> Result<SourceStatus, Error> {
+        let allowed = self.pacer.allowance(max_records);
         let mut produced = 0;
-        while produced < max_records {
-            if self.reader.is_none() && !self.open_next()? {
+        while produced < allowed {
+            if self.reader.is_none() && !self.open()? {
+                self.pacer.emitted(produced);
                 return Ok(SourceStatus::Exhausted);
             }
             let reader = self.reader.as_mut().expect("opened above");
             self.line.clear();
-            let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                Error::io(format!("file source: cannot read {}", self.files[self.next_file - 1].display()), e)
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| Error::io(format!("file source: cannot read {}", self.files[self.file].display()), e))?;
             if n == 0 {
                 self.reader = None;
+                self.file += 1;
+                self.offset = 0;
                 continue;
             }
+            self.offset += n as u64;
             let mut line = self.line.as_slice();
             line = line.strip_suffix(b"\n").unwrap_or(line);
             line = line.strip_suffix(b"\r").unwrap_or(line);
             frame::write(out, None, None, line);
             produced += 1;
         }
+        self.pacer.emitted(produced);
         Ok(SourceStatus::More)
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::File { file: self.file as u64, offset: self.offset }
+    }
+
+    fn restore(&mut self, position: SourcePosition) -> Result<(), Error> {
+        let SourcePosition::File { file, offset } = position else {
+            return Err(Error::Corrupt(format!("file source: cannot resume from {position:?}")));
+        };
+        self.reader = None;
+        (self.file, self.offset) = (file as usize, offset);
+        Ok(())
     }
 }
 
@@ -111,10 +150,10 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "one\r\ntwo\n\nthree").unwrap();
         std::fs::write(dir.path().join("b.txt"), "four\n").unwrap();
         std::fs::write(dir.path().join(".hidden"), "never\n").unwrap();
-        let all = read_all(&mut FileSource::new(dir.path(), 0, 1).unwrap());
+        let all = read_all(&mut FileSource::new(dir.path(), 0, 1, None).unwrap());
         assert_eq!(all, ["one", "two", "", "three", "four"]);
-        let first = read_all(&mut FileSource::new(dir.path(), 0, 2).unwrap());
-        let second = read_all(&mut FileSource::new(dir.path(), 1, 2).unwrap());
+        let first = read_all(&mut FileSource::new(dir.path(), 0, 2, None).unwrap());
+        let second = read_all(&mut FileSource::new(dir.path(), 1, 2, None).unwrap());
         assert_eq!((first.len(), second,), (4, vec!["four".to_string()]));
     }
 }

@@ -3,12 +3,12 @@
 //! produces the same records. With parallelism `p`, subtask `i` produces
 //! records `i, i+p, …`; an optional total `rate` is split evenly.
 
-use std::time::{Duration, Instant};
-
 use weir_sdk::frame;
 
+use super::pacer::Pacer;
 use super::{Source, SourceStatus};
 use crate::Error;
+use crate::checkpoint::state::SourcePosition;
 use crate::job::spec::{GeneratorFormat, GeneratorSpec};
 
 /// One subtask's share of a generator.
@@ -17,8 +17,7 @@ pub struct Generator {
     stride: u64,
     /// Next sequence number this subtask emits.
     next: u64,
-    started: Instant,
-    emitted: u64,
+    pacer: Pacer,
     line: String,
 }
 
@@ -29,25 +28,9 @@ impl Generator {
             spec: spec.clone(),
             stride: u64::from(parallelism),
             next: u64::from(subtask),
-            started: Instant::now(),
-            emitted: 0,
+            pacer: Pacer::new(spec.rate, parallelism),
             line: String::new(),
         }
-    }
-
-    /// How many records may go out now without exceeding the rate.
-    fn allowance(&self, max: usize) -> usize {
-        let Some(rate) = self.spec.rate.filter(|r| *r > 0.0) else { return max };
-        let per_subtask = rate / self.stride as f64;
-        let due = (self.started.elapsed().as_secs_f64() * per_subtask) as u64 + 1;
-        if due <= self.emitted {
-            // Pacing a rate-limited source is the point here, not a wait
-            // for a condition: sleep until the next record is due.
-            let next_due = Duration::from_secs_f64((self.emitted as f64) / per_subtask);
-            std::thread::sleep(next_due.saturating_sub(self.started.elapsed()).min(Duration::from_millis(50)));
-            return 0;
-        }
-        (due - self.emitted).min(max as u64) as usize
     }
 
     fn render(&mut self, n: u64) {
@@ -88,16 +71,28 @@ fn splitmix64(mut x: u64) -> u64 {
 impl Source for Generator {
     fn next_batch(&mut self, out: &mut Vec<u8>, max_records: usize) -> Result<SourceStatus, Error> {
         let count = self.spec.count.unwrap_or(u64::MAX);
-        for _ in 0..self.allowance(max_records) {
-            if self.next >= count {
-                return Ok(SourceStatus::Exhausted);
-            }
+        let allowed = self.pacer.allowance(max_records);
+        let mut produced = 0;
+        while produced < allowed && self.next < count {
             self.render(self.next);
             frame::write(out, None, None, self.line.as_bytes());
             self.next += self.stride;
-            self.emitted += 1;
+            produced += 1;
         }
+        self.pacer.emitted(produced);
         Ok(if self.next >= count { SourceStatus::Exhausted } else { SourceStatus::More })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Generator { next: self.next }
+    }
+
+    fn restore(&mut self, position: SourcePosition) -> Result<(), Error> {
+        let SourcePosition::Generator { next } = position else {
+            return Err(Error::Corrupt(format!("generator: cannot resume from {position:?}")));
+        };
+        self.next = next;
+        Ok(())
     }
 }
 

@@ -5,9 +5,11 @@
 pub mod file_sink;
 pub mod file_source;
 pub mod generator;
+mod pacer;
 pub mod stdout_sink;
 
 use crate::Error;
+use crate::checkpoint::state::{SinkState, SourcePosition};
 
 /// Whether a source has more to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,22 +27,66 @@ pub trait Source: Send {
     /// # Errors
     /// When the underlying input cannot be read.
     fn next_batch(&mut self, out: &mut Vec<u8>, max_records: usize) -> Result<SourceStatus, Error>;
+
+    /// Where the source stands: every record before it has been returned.
+    fn position(&self) -> SourcePosition;
+
+    /// Continues from `position` (taken by [`position`](Self::position) of
+    /// the same subtask in an earlier run).
+    ///
+    /// # Errors
+    /// When the position does not fit the input (e.g. a file shrank).
+    fn restore(&mut self, position: SourcePosition) -> Result<(), Error>;
 }
 
-/// One subtask's share of a sink.
+/// One subtask's share of a sink: two-phase, so output is exactly-once.
+///
+/// Without checkpoints: [`write`](Self::write)… then [`commit_all`](Self::commit_all)
+/// at the end. With checkpoints: [`pre_commit`](Self::pre_commit) at each
+/// barrier seals what was written so far under that checkpoint, and
+/// [`commit`](Self::commit) makes it visible once the checkpoint is complete.
 pub trait Sink: Send {
-    /// Writes a framed batch (pending until [`finish`](Self::finish)).
+    /// Writes a framed batch (pending until committed).
     ///
     /// # Errors
     /// When the output cannot be written.
     fn write(&mut self, batch: &[u8]) -> Result<(), Error>;
 
-    /// All input arrived: make everything written visible.
+    /// Seals everything written so far as belonging to `checkpoint`; returns
+    /// the state to store with it.
     ///
     /// # Errors
-    /// When the output cannot be committed.
-    fn finish(&mut self) -> Result<(), Error>;
+    /// When pending output cannot be made durable.
+    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<SinkState, Error>;
 
-    /// The job failed: discard what is pending.
+    /// Makes visible everything sealed for checkpoints up to `checkpoint`.
+    ///
+    /// # Errors
+    /// When output cannot be committed.
+    fn commit(&mut self, checkpoint: u64) -> Result<(), Error>;
+
+    /// Makes everything written visible (end of input, or final checkpoint complete).
+    ///
+    /// # Errors
+    /// When output cannot be committed.
+    fn commit_all(&mut self) -> Result<(), Error>;
+
+    /// Resumes from `state`: commits what it names as pending, discards
+    /// any other uncommitted output of this subtask.
+    ///
+    /// # Errors
+    /// When the output directory cannot be fixed up.
+    fn restore(&mut self, state: &SinkState) -> Result<(), Error>;
+
+    /// Starts without restored state: discards uncommitted output an
+    /// earlier, killed run of this subtask left behind.
+    ///
+    /// # Errors
+    /// When the leftovers cannot be removed.
+    fn clean_start(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The job failed: discard output not yet sealed by a checkpoint.
     fn abort(&mut self);
 }

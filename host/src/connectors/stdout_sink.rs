@@ -1,6 +1,8 @@
 //! The `stdout` sink: one line per record value on standard output. Each
 //! batch is written under the stdout lock, so lines of parallel subtasks
-//! never interleave mid-line.
+//! never interleave mid-line. Standard output cannot take back what it
+//! printed, so after a failure and restore this sink is at-least-once: lines
+//! printed after the restored checkpoint are printed again.
 
 use std::io::Write;
 
@@ -8,6 +10,7 @@ use weir_sdk::frame;
 
 use super::Sink;
 use crate::Error;
+use crate::checkpoint::state::SinkState;
 
 /// Writes record values as lines to stdout.
 #[derive(Debug, Default)]
@@ -26,8 +29,21 @@ impl Sink for StdoutSink {
         std::io::stdout().lock().write_all(&self.buf).map_err(|e| Error::io("stdout sink: cannot write", e))
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
+    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
+        self.commit_all()?;
+        Ok(SinkState { finished, pending: Vec::new(), next_part: 0 })
+    }
+
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<(), Error> {
         std::io::stdout().lock().flush().map_err(|e| Error::io("stdout sink: cannot flush", e))
+    }
+
+    fn restore(&mut self, _state: &SinkState) -> Result<(), Error> {
+        Ok(())
     }
 
     fn abort(&mut self) {}

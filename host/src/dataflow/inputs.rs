@@ -1,11 +1,23 @@
-//! A subtask's input side: every channel into it, read fairly. A channel is
-//! done when it delivers [`Message::End`]; one that disconnects first means
-//! its sender failed, so this subtask stops too.
+//! A subtask's input side: every channel into it, read fairly, with
+//! checkpoint barrier alignment and the coordinator's control messages.
+//!
+//! **Alignment.** When barrier *n* arrives on a channel, that channel is
+//! blocked (not read) until barrier *n* has arrived on every other open
+//! channel; then [`Next::Aligned`] is returned and all channels open again.
+//! So the task's snapshot covers exactly the records before barrier *n* on
+//! every input — the heart of exactly-once. A channel that ends counts as
+//! aligned. With one input, alignment is immediate.
+//!
+//! A channel is done when it delivers [`Message::End`]; one that disconnects
+//! first means its sender failed, so this subtask stops too.
 
-use crossbeam_channel::{Receiver, Select, TryRecvError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select};
 
 use super::Cancelled;
 use super::message::{Batch, Message};
+use crate::checkpoint::coordinator::Control;
 
 /// What [`Inputs::next`] found.
 #[derive(Debug)]
@@ -17,8 +29,24 @@ pub enum Next {
         /// The records.
         batch: Batch,
     },
+    /// Barrier `checkpoint` arrived on every open channel: snapshot now.
+    Aligned {
+        /// Checkpoint id.
+        checkpoint: u64,
+        /// From the first barrier to the last.
+        alignment: Duration,
+    },
+    /// A message from the checkpoint coordinator.
+    Control(Control),
     /// Every channel delivered `End`.
     AllEnded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Blocked,
+    Ended,
 }
 
 /// The input channels of one subtask.
@@ -27,79 +55,103 @@ pub struct Inputs {
     /// (when the task exits) makes upstream sends fail: that is how a
     /// failure propagates upstream.
     channels: Vec<Receiver<Message>>,
-    open: Vec<bool>,
-    open_count: usize,
+    state: Vec<State>,
+    /// The coordinator's messages, if checkpointing; dropped when the
+    /// coordinator goes away.
+    control: Option<Receiver<Control>>,
+    /// The checkpoint being aligned, and when its first barrier came.
+    aligning: Option<(u64, Instant)>,
+}
+
+enum Got {
+    Data(usize, Message),
+    Control(Control),
 }
 
 impl Inputs {
-    /// Reads from `channels`.
-    pub fn new(channels: Vec<Receiver<Message>>) -> Self {
-        let open = vec![true; channels.len()];
-        let open_count = channels.len();
-        Self { channels, open, open_count }
+    /// Reads from `channels`, and from `control` if given.
+    pub fn new(channels: Vec<Receiver<Message>>, control: Option<Receiver<Control>>) -> Self {
+        let state = vec![State::Open; channels.len()];
+        Self { channels, state, control, aligning: None }
     }
 
-    /// The next batch from any channel that has one. Calls `on_idle` (to
-    /// flush outputs) before blocking.
+    /// The next event. Calls `on_idle` (to flush outputs) before blocking.
     ///
     /// # Errors
     /// [`Cancelled`] if an upstream task failed, or `on_idle` did.
     pub fn next(&mut self, mut on_idle: impl FnMut() -> Result<(), Cancelled>) -> Result<Next, Cancelled> {
         loop {
-            if self.open_count == 0 {
+            if let Some((checkpoint, started)) = self.aligning
+                && !self.state.contains(&State::Open)
+            {
+                self.aligning = None;
+                self.state.iter_mut().filter(|s| **s == State::Blocked).for_each(|s| *s = State::Open);
+                return Ok(Next::Aligned { checkpoint, alignment: started.elapsed() });
+            }
+            if self.state.iter().all(|s| *s == State::Ended) {
                 return Ok(Next::AllEnded);
             }
-            let (channel, message) = match self.try_next()? {
-                Some(found) => found,
+            let got = match self.poll(false)? {
+                Some(got) => got,
                 None => {
                     on_idle()?;
-                    self.blocking_next()?
+                    self.poll(true)?.expect("a blocking poll returns a message")
                 }
             };
-            match message {
-                Message::Batch(batch) => return Ok(Next::Batch { channel, batch }),
-                Message::End => {
-                    self.open[channel] = false;
-                    self.open_count -= 1;
+            match got {
+                Got::Control(c) => return Ok(Next::Control(c)),
+                Got::Data(channel, Message::Batch(batch)) => return Ok(Next::Batch { channel, batch }),
+                Got::Data(channel, Message::End) => self.state[channel] = State::Ended,
+                Got::Data(channel, Message::Barrier(n)) => {
+                    match self.aligning {
+                        None => self.aligning = Some((n, Instant::now())),
+                        Some((current, _)) if current != n => {
+                            tracing::warn!("barrier {n} arrived while aligning {current}; treating it as {current}")
+                        }
+                        Some(_) => {}
+                    }
+                    self.state[channel] = State::Blocked;
                 }
             }
         }
     }
 
-    fn select(&self) -> (Select<'_>, Vec<usize>) {
+    /// Waits for the coordinator's next message (used by a finished sink).
+    /// `None` when the coordinator is gone.
+    pub fn next_control(&mut self) -> Option<Control> {
+        self.control.as_ref()?.recv().ok()
+    }
+
+    /// One message from an open channel or the control channel; blocks if `block`.
+    fn poll(&mut self, block: bool) -> Result<Option<Got>, Cancelled> {
         let mut sel = Select::new();
-        let mut index = Vec::with_capacity(self.open_count);
-        for (i, rx) in self.channels.iter().enumerate().filter(|(i, _)| self.open[*i]) {
+        let mut index = Vec::with_capacity(self.channels.len());
+        for (i, rx) in self.channels.iter().enumerate().filter(|(i, _)| self.state[*i] == State::Open) {
             sel.recv(rx);
             index.push(i);
         }
-        (sel, index)
-    }
-
-    fn try_next(&self) -> Result<Option<(usize, Message)>, Cancelled> {
-        if self.open_count == 1 {
-            let i = self.open.iter().position(|&o| o).expect("one is open");
-            return match self.channels[i].try_recv() {
-                Ok(m) => Ok(Some((i, m))),
-                Err(TryRecvError::Empty) => Ok(None),
-                Err(TryRecvError::Disconnected) => Err(Cancelled),
+        let control_index = self.control.as_ref().map(|rx| sel.recv(rx));
+        let op = if block {
+            sel.select()
+        } else {
+            match sel.try_select() {
+                Ok(op) => op,
+                Err(_) => return Ok(None),
+            }
+        };
+        if Some(op.index()) == control_index {
+            let rx = self.control.as_ref().expect("control was selected");
+            return match op.recv(rx) {
+                Ok(c) => Ok(Some(Got::Control(c))),
+                Err(_) => {
+                    // The coordinator is gone; data channels tell the rest.
+                    self.control = None;
+                    if block { self.poll(true) } else { Ok(None) }
+                }
             };
         }
-        let (mut sel, index) = self.select();
-        match sel.try_select() {
-            Ok(op) => {
-                let i = index[op.index()];
-                op.recv(&self.channels[i]).map(|m| Some((i, m))).map_err(|_| Cancelled)
-            }
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn blocking_next(&self) -> Result<(usize, Message), Cancelled> {
-        let (mut sel, index) = self.select();
-        let op = sel.select();
         let i = index[op.index()];
-        op.recv(&self.channels[i]).map(|m| (i, m)).map_err(|_| Cancelled)
+        op.recv(&self.channels[i]).map(|m| Some(Got::Data(i, m))).map_err(|_| Cancelled)
     }
 }
 
@@ -107,13 +159,17 @@ impl Inputs {
 mod tests {
     use super::*;
 
+    fn batch() -> Message {
+        Message::Batch(Batch { bytes: vec![], records: 1 })
+    }
+
     #[test]
     fn ends_only_when_every_channel_ended() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded();
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![a_rx, b_rx]);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
         a_tx.send(Message::End).unwrap();
-        b_tx.send(Message::Batch(Batch { bytes: vec![], records: 1 })).unwrap();
+        b_tx.send(batch()).unwrap();
         b_tx.send(Message::End).unwrap();
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 1, .. }));
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::AllEnded));
@@ -122,23 +178,56 @@ mod tests {
     #[test]
     fn disconnect_without_end_is_cancellation() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded::<Message>();
-        let mut inputs = Inputs::new(vec![a_rx]);
+        let mut inputs = Inputs::new(vec![a_rx], None);
         drop(a_tx);
         assert!(inputs.next(|| Ok(())).is_err());
     }
 
     #[test]
-    fn idle_hook_runs_before_blocking() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![rx]);
-        let mut idled = 0;
-        let sender = std::thread::spawn(move || tx.send(Message::End).unwrap());
-        let next = inputs.next(|| {
-            idled += 1;
-            Ok(())
-        });
-        sender.join().unwrap();
-        assert!(matches!(next, Ok(Next::AllEnded)));
-        assert!(idled <= 1);
+    fn a_blocked_channel_is_not_read_until_every_barrier_arrived() {
+        let (a_tx, a_rx) = crossbeam_channel::unbounded();
+        let (b_tx, b_rx) = crossbeam_channel::unbounded();
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
+        // a: barrier 1, then a record that belongs after the checkpoint.
+        a_tx.send(Message::Barrier(1)).unwrap();
+        a_tx.send(batch()).unwrap();
+        // b: two records before its barrier.
+        b_tx.send(batch()).unwrap();
+        b_tx.send(batch()).unwrap();
+        b_tx.send(Message::Barrier(1)).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match inputs.next(|| Ok(())).unwrap() {
+                Next::Batch { channel, .. } => seen.push(channel),
+                Next::Aligned { checkpoint, .. } => {
+                    assert_eq!(checkpoint, 1);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, [1, 1], "only b's records may come before the snapshot");
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 0, .. }));
+    }
+
+    #[test]
+    fn an_ended_channel_counts_as_aligned() {
+        let (a_tx, a_rx) = crossbeam_channel::unbounded();
+        let (b_tx, b_rx) = crossbeam_channel::unbounded();
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
+        a_tx.send(Message::Barrier(4)).unwrap();
+        b_tx.send(batch()).unwrap();
+        b_tx.send(Message::End).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 1, .. }));
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Aligned { checkpoint: 4, .. }));
+    }
+
+    #[test]
+    fn control_messages_are_delivered() {
+        let (_a_tx, a_rx) = crossbeam_channel::unbounded::<Message>();
+        let (c_tx, c_rx) = crossbeam_channel::unbounded();
+        let mut inputs = Inputs::new(vec![a_rx], Some(c_rx));
+        c_tx.send(Control::Complete { checkpoint: 3, includes_final: false }).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Control(Control::Complete { checkpoint: 3, .. })));
     }
 }

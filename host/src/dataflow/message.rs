@@ -14,6 +14,8 @@ pub struct Batch {
 pub enum Message {
     /// Records.
     Batch(Batch),
+    /// Checkpoint barrier: every record before it belongs to checkpoint `n`.
+    Barrier(u64),
     /// The sender has no more records, ever. A channel that disconnects
     /// without `End` means the sender failed.
     End,

@@ -25,6 +25,11 @@ use self::message::Message;
 use self::metrics::NodeMetrics;
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
 use crate::Error;
+use crate::checkpoint::coordinator::{CheckpointStats, Control, Coordinator, NodeInfo, Outcome, TaskEvent};
+use crate::checkpoint::manifest::ModuleEntry;
+use crate::checkpoint::restore::Restored;
+use crate::checkpoint::state::{SourcePosition, TaskState};
+use crate::checkpoint::storage::Storage;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
@@ -114,8 +119,24 @@ pub struct RunSummary {
     pub job: String,
     /// Wall time from start to the last task's exit.
     pub elapsed: Duration,
-    /// Per node counters, in plan order.
+    /// Per node counters, in plan order (of the last attempt).
     pub nodes: Vec<NodeStats>,
+    /// The checkpoint the last attempt restored, if any.
+    pub restored_from: Option<u64>,
+    /// Checkpoint counters, if checkpointing.
+    pub checkpoints: Option<Arc<CheckpointStats>>,
+}
+
+/// Checkpointing for one attempt of a job.
+pub struct CheckpointSetup<'a> {
+    /// Where checkpoints go.
+    pub storage: Arc<Storage>,
+    /// The checkpoint to resume from, if any.
+    pub restored: Option<&'a Restored>,
+    /// First id for new checkpoints.
+    pub next_id: u64,
+    /// Shared with the progress display.
+    pub stats: Arc<CheckpointStats>,
 }
 
 /// A job whose tasks are running.
@@ -158,7 +179,13 @@ impl RunningJob {
         if self.failure.any_cancelled.load(Ordering::Relaxed) {
             return Err(Error::Internal("a task stopped without a recorded cause".into()));
         }
-        Ok(RunSummary { job: self.job, elapsed: self.started.elapsed(), nodes: self.stats })
+        Ok(RunSummary {
+            job: self.job,
+            elapsed: self.started.elapsed(),
+            nodes: self.stats,
+            restored_from: None,
+            checkpoints: None,
+        })
     }
 }
 
@@ -177,11 +204,41 @@ pub fn load_modules(plan: &JobPlan, engine: &crate::wasm::WasmEngine) -> Result<
         .collect()
 }
 
-/// Starts every task of `plan`. `modules` comes from [`load_modules`].
+/// What the checkpoint coordinator needs to know about each node of `plan`.
+pub fn node_infos(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Vec<NodeInfo> {
+    plan.nodes
+        .iter()
+        .zip(modules)
+        .map(|(node, module)| NodeInfo {
+            id: node.id.clone(),
+            kind: match node.kind {
+                NodeKind::FileSource { .. } | NodeKind::Generator(_) => "source",
+                NodeKind::Operator { .. } => "operator",
+                NodeKind::FileSink { .. } | NodeKind::StdoutSink => "sink",
+            },
+            parallelism: node.parallelism,
+            module: module.as_ref().map(|m| {
+                let d = m.descriptor();
+                ModuleEntry { name: d.name.clone(), version: d.version.clone(), state_version: d.state_version }
+            }),
+        })
+        .collect()
+}
+
+/// Starts every task of `plan`, and the checkpoint coordinator if
+/// `checkpoints` is given (restoring every task from its `restored`
+/// checkpoint, if any). `modules` comes from [`load_modules`]; `attempt`
+/// counts restarts (guests see it in their instance info).
 ///
 /// # Errors
-/// When a source or sink cannot be opened (nothing is left running then).
-pub fn start(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Result<RunningJob, Error> {
+/// When a source or sink cannot be opened, or restored state does not fit
+/// (nothing is left running then).
+pub fn start(
+    plan: &JobPlan,
+    modules: &[Option<OperatorModule>],
+    checkpoints: Option<CheckpointSetup<'_>>,
+    attempt: u32,
+) -> Result<RunningJob, Error> {
     let stats: Vec<NodeStats> = plan
         .nodes
         .iter()
@@ -189,40 +246,112 @@ pub fn start(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Result<Runni
         .collect();
     let (mut senders, mut receivers) = wire(plan);
     let failure = Arc::new(FailureSlot::default());
+    let restored = checkpoints.as_ref().and_then(|c| c.restored);
+    // Coordinator wiring: one control channel per subtask, one event channel for all.
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<TaskEvent>();
+    let mut controls: Vec<Vec<Sender<Control>>> = Vec::with_capacity(plan.nodes.len());
     let mut spawns: Vec<(String, Task)> = Vec::new();
     for (n, node) in plan.nodes.iter().enumerate() {
+        let mut node_controls = Vec::with_capacity(node.parallelism as usize);
         for s in 0..node.parallelism {
             let edges = std::mem::take(&mut senders[n][s as usize]);
             let out = Outputs::new(edges, plan.batch_size, stats[n].metrics.clone());
-            let inputs = Inputs::new(std::mem::take(&mut receivers[n][s as usize]));
+            let link = checkpoints.as_ref().map(|_| {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                node_controls.push(tx);
+                task::Link { node: n, subtask: s, events: events_tx.clone(), control: rx }
+            });
+            let inputs =
+                Inputs::new(std::mem::take(&mut receivers[n][s as usize]), link.as_ref().map(|l| l.control.clone()));
             let metrics = stats[n].metrics.clone();
-            let info =
-                InstanceInfo { subtask: s, parallelism: node.parallelism, max_parallelism: plan.max_parallelism };
+            let state = restored.and_then(|r| r.state(&node.id, s)).cloned();
+            let misfit = |what: &str| {
+                Error::Corrupt(format!(
+                    "checkpoint {} holds {what} state for `{}` subtask {s}, which does not fit its kind",
+                    restored.map_or(0, Restored::id),
+                    node.id
+                ))
+            };
+            let info = InstanceInfo {
+                subtask: s,
+                parallelism: node.parallelism,
+                max_parallelism: plan.max_parallelism,
+                attempt,
+            };
             let task: Task = match &node.kind {
-                NodeKind::FileSource { path } => {
-                    let source: Box<dyn Source> = Box::new(FileSource::new(path, s, node.parallelism)?);
-                    source_task(source, out, plan.batch_size, failure.clone())
-                }
-                NodeKind::Generator(spec) => {
-                    let source: Box<dyn Source> = Box::new(Generator::new(spec, s, node.parallelism));
-                    source_task(source, out, plan.batch_size, failure.clone())
+                NodeKind::FileSource { .. } | NodeKind::Generator(_) => {
+                    let mut source: Box<dyn Source> = match &node.kind {
+                        NodeKind::FileSource { path, rate } => {
+                            Box::new(FileSource::new(path, s, node.parallelism, *rate)?)
+                        }
+                        NodeKind::Generator(spec) => Box::new(Generator::new(spec, s, node.parallelism)),
+                        _ => unreachable!("matched as a source above"),
+                    };
+                    let cancel = failure.clone();
+                    let batch_size = plan.batch_size;
+                    match state {
+                        Some(TaskState::Source(SourcePosition::Finished)) => {
+                            Box::new(move || task::run_finished_source(out, link))
+                        }
+                        Some(TaskState::Source(position)) => {
+                            source.restore(position)?;
+                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, link))
+                        }
+                        Some(other) => return Err(misfit(other.kind())),
+                        None => Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, link)),
+                    }
                 }
                 NodeKind::Operator { config_json, .. } => {
                     let module = modules[n].clone().expect("operator nodes have modules");
                     let config = config_json.clone();
-                    Box::new(move || task::run_operator(&module, &info, &config, inputs, out, &metrics))
+                    let restored = match state {
+                        Some(TaskState::Operator(op)) => Some(op),
+                        Some(other) => return Err(misfit(other.kind())),
+                        None => None,
+                    };
+                    Box::new(move || task::run_operator(&module, &info, &config, inputs, out, &metrics, link, restored))
                 }
-                NodeKind::FileSink { path } => {
-                    let sink: Box<dyn Sink> = Box::new(FileSink::new(path, s)?);
-                    Box::new(move || task::run_sink(sink, inputs, metrics))
-                }
-                NodeKind::StdoutSink => {
-                    let sink: Box<dyn Sink> = Box::new(StdoutSink::default());
-                    Box::new(move || task::run_sink(sink, inputs, metrics))
+                NodeKind::FileSink { .. } | NodeKind::StdoutSink => {
+                    let sink: Box<dyn Sink> = match &node.kind {
+                        NodeKind::FileSink { path } => Box::new(FileSink::new(path, s)?),
+                        _ => Box::new(StdoutSink::default()),
+                    };
+                    let restored = match state {
+                        Some(TaskState::Sink(sink_state)) => Some(sink_state),
+                        Some(other) => return Err(misfit(other.kind())),
+                        None => None,
+                    };
+                    Box::new(move || task::run_sink(sink, inputs, &metrics, link, restored))
                 }
             };
             spawns.push((format!("{}#{s}", node.id), task));
         }
+        controls.push(node_controls);
+    }
+    drop(events_tx);
+    if let Some(setup) = checkpoints {
+        let spec = plan.checkpoint.clone().expect("checkpoint setup implies a [checkpoint] section");
+        let cancel = failure.clone();
+        let coordinator = Coordinator {
+            spec,
+            storage: setup.storage,
+            job: plan.name.clone(),
+            max_parallelism: plan.max_parallelism,
+            nodes: node_infos(plan, modules),
+            events: events_rx,
+            controls,
+            next_id: setup.next_id,
+            cancelled: Box::new(move || cancel.cancel.load(Ordering::Relaxed)),
+            stats: setup.stats,
+        };
+        spawns.push((
+            "checkpoints".into(),
+            Box::new(move || match coordinator.run() {
+                Ok(Outcome::Finished) => Ok(()),
+                Ok(Outcome::Stopped) => Err(TaskError::Cancelled),
+                Err(e) => Err(TaskError::Failed(e)),
+            }),
+        ));
     }
     let started = Instant::now();
     let (done_tx, done) = bounded::<()>(0);
@@ -243,10 +372,6 @@ pub fn start(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Result<Runni
         }
     }
     Ok(RunningJob { job: plan.name.clone(), threads, done, stats, failure, started })
-}
-
-fn source_task(source: Box<dyn Source>, out: Outputs, batch_size: usize, failure: Arc<FailureSlot>) -> Task {
-    Box::new(move || task::run_source(source, out, batch_size, &failure.cancel))
 }
 
 /// The body of one subtask's thread.

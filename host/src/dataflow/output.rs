@@ -76,9 +76,9 @@ impl EdgeOutput {
         (0..self.targets.len()).try_for_each(|t| self.send(t))
     }
 
-    fn end(&mut self) -> Result<(), Cancelled> {
+    fn broadcast(&mut self, message: impl Fn() -> Message) -> Result<(), Cancelled> {
         self.flush()?;
-        self.targets.iter().try_for_each(|t| t.send(Message::End).map_err(|_| Cancelled))
+        self.targets.iter().try_for_each(|t| t.send(message()).map_err(|_| Cancelled))
     }
 }
 
@@ -145,7 +145,16 @@ impl Outputs {
     /// # Errors
     /// [`Cancelled`] if a downstream task is gone.
     pub fn end(&mut self) -> Result<(), Cancelled> {
-        self.edges.iter_mut().try_for_each(EdgeOutput::end)
+        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::End))
+    }
+
+    /// Flushes and sends checkpoint barrier `checkpoint` to every downstream
+    /// subtask, so it follows every record emitted before it.
+    ///
+    /// # Errors
+    /// [`Cancelled`] if a downstream task is gone.
+    pub fn barrier(&mut self, checkpoint: u64) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::Barrier(checkpoint)))
     }
 }
 

@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::spec::{GeneratorSpec, JobSpec, LimitsSpec, Partition, SinkKind, SourceSpec};
+use super::spec::{
+    CheckpointSpec, GeneratorSpec, JobSpec, LimitsSpec, Partition, RestartSpec, RestartStrategyKind, SinkKind,
+    SourceSpec,
+};
 use crate::Error;
 
 /// A validated job, ready to run.
@@ -19,6 +22,12 @@ pub struct JobPlan {
     pub batch_size: usize,
     /// Guest limits.
     pub limits: LimitsSpec,
+    /// Checkpointing, if enabled.
+    pub checkpoint: Option<CheckpointSpec>,
+    /// What to do when a task fails.
+    pub restart: RestartSpec,
+    /// The job file's directory: relative store URLs are resolved against it.
+    pub base_dir: PathBuf,
     /// Nodes in topological order: every edge points to an earlier node.
     pub nodes: Vec<Node>,
 }
@@ -52,6 +61,8 @@ pub enum NodeKind {
     FileSource {
         /// A file or a directory.
         path: PathBuf,
+        /// Lines per second in total, if limited.
+        rate: Option<f64>,
     },
     /// Generated records.
     Generator(GeneratorSpec),
@@ -157,11 +168,25 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         }
         nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs });
     }
+    if let Some(c) = &spec.checkpoint
+        && (c.interval.is_zero() || c.max_concurrent == 0)
+    {
+        return Err(invalid("[checkpoint] interval and max_concurrent must be positive".into()));
+    }
+    let restart = spec.restart.clone().unwrap_or(RestartSpec {
+        strategy: if spec.checkpoint.is_some() { RestartStrategyKind::FixedDelay } else { RestartStrategyKind::None },
+        attempts: 3,
+        delay: std::time::Duration::from_secs(1),
+        max_delay: std::time::Duration::from_secs(60),
+    });
     Ok(JobPlan {
         name: spec.job.name.clone().unwrap_or_else(|| name.to_owned()),
         max_parallelism,
         batch_size,
         limits: spec.limits.clone(),
+        checkpoint: spec.checkpoint.clone(),
+        restart,
+        base_dir: base_dir.to_path_buf(),
         nodes,
     })
 }
@@ -180,12 +205,12 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
     let mut out = Vec::new();
     for (id, s) in &spec.sources {
         let (kind, parallelism) = match s {
-            SourceSpec::File { path, parallelism } => {
+            SourceSpec::File { path, parallelism, rate } => {
                 let path = base.join(path);
                 if !path.exists() {
                     return Err(Error::InvalidJob(format!("[sources.{id}] path {} does not exist", path.display())));
                 }
-                (NodeKind::FileSource { path }, *parallelism)
+                (NodeKind::FileSource { path, rate: *rate }, *parallelism)
             }
             SourceSpec::Generator(g) => (NodeKind::Generator(g.clone()), g.parallelism),
         };

@@ -18,6 +18,10 @@ pub struct JobSpec {
     /// `[limits]`: per guest instance resource limits.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// `[checkpoint]`: periodic snapshots; absent means no checkpoints.
+    pub checkpoint: Option<CheckpointSpec>,
+    /// `[restart]`: what to do when a task fails.
+    pub restart: Option<RestartSpec>,
     /// `[sources.ID]` tables.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSpec>,
@@ -60,6 +64,105 @@ impl Default for LimitsSpec {
     }
 }
 
+/// `[checkpoint]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between checkpoint triggers, e.g. `"1s"`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A checkpoint not complete after this long is abandoned. Default `"60s"`.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Least time between the end of one checkpoint and the next trigger. Default `"0s"`.
+    #[serde(default, with = "humantime_serde")]
+    pub min_pause: Duration,
+    /// Checkpoints in flight at once. Default 1.
+    #[serde(default = "defaults::one")]
+    pub max_concurrent: u32,
+    /// Consecutive failed checkpoints tolerated before the job fails. Default 0.
+    #[serde(default)]
+    pub tolerable_failures: u32,
+    /// Complete checkpoints kept; older ones are deleted. Default 3.
+    #[serde(default = "defaults::retain")]
+    pub retain: u32,
+    /// Where checkpoints go: `file://DIR` (relative to the job file),
+    /// `memory://`, or `s3://bucket/prefix`. Default `file://checkpoints`.
+    #[serde(default = "defaults::store")]
+    pub store: String,
+}
+
+/// `[restart]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// Default `fixed-delay` (with no `[restart]` section: `fixed-delay`
+    /// when checkpointing, else `none`).
+    #[serde(default = "defaults::strategy")]
+    pub strategy: RestartStrategyKind,
+    /// Restarts allowed before the job fails. Default 3.
+    #[serde(default = "defaults::attempts")]
+    pub attempts: u32,
+    /// Wait before a restart (the first one, for exponential backoff). Default `"1s"`.
+    #[serde(default = "defaults::delay", with = "humantime_serde")]
+    pub delay: Duration,
+    /// Cap on the exponential backoff. Default `"1m"`.
+    #[serde(default = "defaults::max_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+/// Restart strategies.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartStrategyKind {
+    /// Wait `delay` before each restart.
+    FixedDelay,
+    /// Wait `delay`, then twice that, …, at most `max_delay`.
+    ExponentialBackoff,
+    /// Fail at the first failure.
+    None,
+}
+
+impl std::fmt::Display for RestartStrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FixedDelay => "fixed-delay",
+            Self::ExponentialBackoff => "exponential-backoff",
+            Self::None => "none",
+        })
+    }
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn strategy() -> super::RestartStrategyKind {
+        super::RestartStrategyKind::FixedDelay
+    }
+
+    pub fn timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn retain() -> u32 {
+        3
+    }
+    pub fn store() -> String {
+        "file://checkpoints".into()
+    }
+    pub fn attempts() -> u32 {
+        3
+    }
+    pub fn delay() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn max_delay() -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
 /// A `[sources.ID]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -70,6 +173,8 @@ pub enum SourceSpec {
         path: PathBuf,
         /// Parallel readers; files are split between them. Default 1.
         parallelism: Option<u32>,
+        /// Lines per second in total; as fast as possible if absent.
+        rate: Option<f64>,
     },
     /// A deterministic sequence of records.
     Generator(GeneratorSpec),
@@ -217,6 +322,9 @@ mod humantime_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
+        if s.trim() == "0" {
+            return Ok(Duration::ZERO);
+        }
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"500ms\" or \"5s\""))
         })

@@ -21,13 +21,13 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings;
-use super::instance::GuestState;
+use super::instance::StoreData;
 use super::limits::EPOCH_TICK;
 
 /// The engine and everything shared by all guests of a process.
 pub struct WasmEngine {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<GuestState>,
+    pub(crate) linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
     _ticker: EpochTicker,
 }
@@ -47,7 +47,7 @@ impl WasmEngine {
         let engine = Engine::new(&config).map_err(internal)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(internal)?;
-        bindings::Operator::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s).map_err(internal)?;
+        bindings::Operator::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s).map_err(internal)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self { engine, linker, cache_dir, _ticker: ticker })
     }

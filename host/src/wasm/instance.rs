@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{self, weir::operator::types};
 use super::limits::MemoryLimiter;
 use super::module::{Descriptor, OperatorModule};
+use crate::checkpoint::state::{GuestState, KeyGroupBytes};
 use crate::error::{GuestError, GuestFailure};
 use crate::{Error, wasm::Limits};
 
@@ -23,7 +24,7 @@ use crate::{Error, wasm::Limits};
 const STDERR_CAPACITY: usize = 64 * 1024;
 
 /// Store data of one guest.
-pub struct GuestState {
+pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
@@ -32,15 +33,15 @@ pub struct GuestState {
     subtask: u32,
 }
 
-impl WasiView for GuestState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-impl bindings::weir::operator::types::Host for GuestState {}
+impl bindings::weir::operator::types::Host for StoreData {}
 
-impl bindings::weir::operator::host::Host for GuestState {
+impl bindings::weir::operator::host::Host for StoreData {
     fn log(&mut self, level: types::Level, message: String) {
         let (op, subtask) = (&*self.operator, self.subtask);
         match level {
@@ -62,11 +63,13 @@ pub struct InstanceInfo {
     pub parallelism: u32,
     /// Number of key groups.
     pub max_parallelism: u32,
+    /// Restarts of the job so far.
+    pub attempt: u32,
 }
 
 /// A live, sandboxed operator instance.
 pub struct GuestInstance {
-    store: Store<GuestState>,
+    store: Store<StoreData>,
     bindings: bindings::Operator,
     limits: Limits,
     operator: Arc<str>,
@@ -83,7 +86,7 @@ impl GuestInstance {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let state = GuestState {
+        let state = StoreData {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(module.limits.memory),
@@ -122,7 +125,7 @@ impl GuestInstance {
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&bindings::Operator, &mut Store<GuestState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&bindings::Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, GuestError> {
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
         let cause = match f(&self.bindings, &mut self.store) {
@@ -142,11 +145,16 @@ impl GuestInstance {
         Ok(Descriptor { name: d.name, version: d.version, state_version: d.state_version, sdk_version: d.sdk_version })
     }
 
-    /// Calls `init` with the operator's config (JSON) and no restored state.
+    /// Calls `init` with the operator's config (JSON) and the state to resume from.
     ///
     /// # Errors
-    /// When the guest rejects its config or fails.
-    pub fn init(&mut self, info: &InstanceInfo, config_json: &str) -> Result<(), GuestError> {
+    /// When the guest rejects its config or state, or fails.
+    pub fn init(
+        &mut self,
+        info: &InstanceInfo,
+        config_json: &str,
+        restored: Option<&GuestState>,
+    ) -> Result<(), GuestError> {
         let range = weir_sdk::keygroup::key_group_range(info.subtask, info.parallelism, info.max_parallelism);
         let wit_info = types::InstanceInfo {
             operator_id: self.operator.to_string(),
@@ -155,8 +163,39 @@ impl GuestInstance {
             max_parallelism: info.max_parallelism,
             key_group_start: range.start,
             key_group_end: range.end,
+            attempt: info.attempt,
         };
-        self.call("init", |b, s| b.call_init(s, &wit_info, config_json, None))
+        let restored = restored.map(|g| types::State {
+            version: g.version,
+            operator_state: g.operator.iter().map(|b| b.to_vec()).collect(),
+            keyed: g
+                .keyed
+                .iter()
+                .map(|k| types::KeyGroupState { key_group: k.group, bytes: k.bytes.clone() })
+                .collect(),
+        });
+        self.call("init", |b, s| b.call_init(s, &wit_info, config_json, restored.as_ref()))
+    }
+
+    /// Calls `snapshot` for checkpoint `checkpoint`.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn snapshot(&mut self, checkpoint: u64) -> Result<GuestState, GuestError> {
+        let state = self.call("snapshot", |b, s| b.call_snapshot(s, checkpoint))?;
+        Ok(GuestState {
+            version: state.version,
+            operator: state.operator_state.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+            keyed: state.keyed.into_iter().map(|k| KeyGroupBytes { group: k.key_group, bytes: k.bytes }).collect(),
+        })
+    }
+
+    /// Calls `checkpoint-complete`.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), GuestError> {
+        self.call("checkpoint-complete", |b, s| b.call_checkpoint_complete(s, checkpoint))
     }
 
     /// Calls `process` with a framed batch; returns the framed output.
@@ -177,7 +216,7 @@ impl GuestInstance {
 }
 
 /// Works out why a call failed, most specific cause first.
-fn classify(e: &wasmtime::Error, store: &Store<GuestState>, limits: &Limits) -> GuestFailure {
+fn classify(e: &wasmtime::Error, store: &Store<StoreData>, limits: &Limits) -> GuestFailure {
     if store.data().limiter.exceeded {
         return GuestFailure::OutOfMemory(limits.memory);
     }

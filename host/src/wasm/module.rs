@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::bindings::OperatorPre;
 use super::engine::WasmEngine;
-use super::instance::{GuestInstance, GuestState};
+use super::instance::{GuestInstance, StoreData};
 use super::limits::Limits;
 use crate::Error;
 
@@ -30,7 +30,7 @@ pub struct Descriptor {
 #[derive(Clone)]
 pub struct OperatorModule {
     pub(crate) operator: Arc<str>,
-    pub(crate) pre: OperatorPre<GuestState>,
+    pub(crate) pre: OperatorPre<StoreData>,
     pub(crate) limits: Limits,
     path: PathBuf,
     descriptor: Descriptor,

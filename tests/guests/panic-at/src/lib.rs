@@ -1,5 +1,7 @@
 //! Test guest: passes records through and panics at the `at`-th record this
-//! instance sees (1-based). With `error = true` it returns an error instead.
+//! instance sees since it was (re)started (1-based), in the first `attempts`
+//! attempts of the job only (default: every attempt). With `error = true` it
+//! returns an error instead of panicking.
 
 use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
 
@@ -8,6 +10,7 @@ struct Config {
     at: u64,
     #[serde(default)]
     error: bool,
+    attempts: Option<u32>,
 }
 
 #[derive(Default)]
@@ -23,6 +26,9 @@ impl Operator for PanicAt {
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
         (self.at, self.error) = (config.at, config.error);
+        if config.attempts.is_some_and(|n| ctx.info().attempt >= n) {
+            self.at = 0;
+        }
         Ok(())
     }
 

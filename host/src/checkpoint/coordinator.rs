@@ -1,0 +1,394 @@
+//! The checkpoint coordinator: one thread per job attempt that triggers
+//! checkpoints at sources, collects every subtask's acknowledgement,
+//! uploads state asynchronously, writes the manifest last, tells tasks the
+//! checkpoint is complete, and enforces timeouts, tolerable failures and
+//! retention.
+//!
+//! A subtask that has finished (consumed all input) registers its final
+//! state once; every later checkpoint uses it in place of an ack. When all
+//! subtasks have finished, the coordinator takes a last checkpoint made only
+//! of final states — the *final checkpoint* — whose completion lets sinks
+//! commit their last files; then the job is done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use super::manifest::{self, Manifest, ModuleEntry, NodeEntry, SubtaskEntry};
+use super::paths::Paths;
+use super::storage::Storage;
+use crate::Error;
+use crate::job::spec::CheckpointSpec;
+
+/// From a task to the coordinator.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// The subtask snapshotted for `checkpoint`.
+    Ack {
+        /// Checkpoint id.
+        checkpoint: u64,
+        /// Node index.
+        node: usize,
+        /// Subtask.
+        subtask: u32,
+        /// Encoded [`super::state::TaskState`].
+        state: Vec<u8>,
+        /// Time spent aligning barriers.
+        alignment: Duration,
+        /// Time the record path paused for the snapshot.
+        sync: Duration,
+    },
+    /// The subtask consumed all its input; `state` stands for it from now on.
+    Finished {
+        /// Node index.
+        node: usize,
+        /// Subtask.
+        subtask: u32,
+        /// Encoded final state.
+        state: Vec<u8>,
+    },
+}
+
+/// From the coordinator to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// (Sources only.) Snapshot your position and emit barrier `n`.
+    Trigger(u64),
+    /// Checkpoint `checkpoint` is complete. `includes_final`: it holds this
+    /// subtask's final state, so a finished sink may commit everything.
+    Complete {
+        /// Checkpoint id.
+        checkpoint: u64,
+        /// Whether the subtask's final state is in it.
+        includes_final: bool,
+    },
+}
+
+/// What the coordinator needs to know about a node.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: String,
+    /// `source`, `operator` or `sink`.
+    pub kind: &'static str,
+    /// Number of subtasks.
+    pub parallelism: u32,
+    /// For operators, the module that writes the state.
+    pub module: Option<ModuleEntry>,
+}
+
+/// Counters for the progress display.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Completed checkpoints in this run.
+    pub completed: AtomicU64,
+    /// Id of the last completed one.
+    pub last_id: AtomicU64,
+    /// Its duration in ms.
+    pub last_duration_ms: AtomicU64,
+    /// Its size in bytes.
+    pub last_bytes: AtomicU64,
+    /// Its longest alignment in ms.
+    pub last_alignment_ms: AtomicU64,
+}
+
+/// How the coordinator ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The final checkpoint completed: the job is done.
+    Finished,
+    /// Stopped because the job is being torn down.
+    Stopped,
+}
+
+/// The coordinator's wiring.
+pub struct Coordinator {
+    /// Settings.
+    pub spec: CheckpointSpec,
+    /// Where checkpoints go.
+    pub storage: Arc<Storage>,
+    /// Job name (for manifests).
+    pub job: String,
+    /// Key groups of the job.
+    pub max_parallelism: u32,
+    /// Nodes in plan order.
+    pub nodes: Vec<NodeInfo>,
+    /// Acks and final states from tasks.
+    pub events: Receiver<TaskEvent>,
+    /// Per node, per subtask: the task's control channel. Dropped when the
+    /// coordinator exits, which releases sinks waiting for a commit.
+    pub controls: Vec<Vec<Sender<Control>>>,
+    /// First checkpoint id to use.
+    pub next_id: u64,
+    /// True once the job attempt is being torn down.
+    pub cancelled: Box<dyn Fn() -> bool + Send>,
+    /// For the progress display.
+    pub stats: Arc<CheckpointStats>,
+}
+
+struct Pending {
+    triggered: Instant,
+    triggered_at_ms: u64,
+    /// Per (node, subtask): uploaded entry, once its upload finished.
+    done: HashMap<(usize, u32), SubtaskEntry>,
+    /// Subtasks whose state is being uploaded (ack or final).
+    started: HashMap<(usize, u32), bool>,
+}
+
+struct Uploaded {
+    checkpoint: u64,
+    key: (usize, u32),
+    entry: SubtaskEntry,
+    result: Result<(), Error>,
+}
+
+impl Coordinator {
+    /// Runs until the final checkpoint completes, the job is torn down, or
+    /// checkpointing fails beyond `tolerable_failures`.
+    ///
+    /// # Errors
+    /// The reason checkpointing failed the job.
+    pub fn run(mut self) -> Result<Outcome, Error> {
+        let (up_tx, up_rx) = crossbeam_channel::unbounded::<Uploaded>();
+        let total: usize = self.nodes.iter().map(|n| n.parallelism as usize).sum();
+        let mut finals: HashMap<(usize, u32), Vec<u8>> = HashMap::new();
+        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut last_trigger = Instant::now();
+        let mut last_complete = Instant::now() - self.spec.min_pause;
+        let mut failures = 0u32;
+        let mut final_id: Option<u64> = None;
+        loop {
+            let wake = Duration::from_millis(20);
+            select! {
+                recv(self.events) -> ev => match ev {
+                    Ok(TaskEvent::Ack { checkpoint, node, subtask, state, alignment, sync }) => {
+                        if let Some(p) = pending.get_mut(&checkpoint) {
+                            p.started.insert((node, subtask), true);
+                            self.upload(checkpoint, (node, subtask), state, alignment, sync, &up_tx);
+                        }
+                    }
+                    Ok(TaskEvent::Finished { node, subtask, state }) => {
+                        for (&id, p) in pending.iter_mut() {
+                            if let std::collections::hash_map::Entry::Vacant(e) = p.started.entry((node, subtask)) {
+                                e.insert(false);
+                                self.upload(id, (node, subtask), state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
+                            }
+                        }
+                        finals.insert((node, subtask), state);
+                    }
+                    Err(_) => return Ok(Outcome::Stopped),
+                },
+                recv(up_rx) -> up => {
+                    let up = up.expect("the coordinator holds a sender");
+                    let Some(p) = pending.get_mut(&up.checkpoint) else { continue };
+                    if let Err(e) = up.result {
+                        pending.remove(&up.checkpoint);
+                        self.abandon(up.checkpoint, &format!("uploading state failed: {e}"), &mut failures)?;
+                        continue;
+                    }
+                    p.done.insert(up.key, up.entry);
+                    if p.done.len() == total {
+                        let p = pending.remove(&up.checkpoint).expect("present");
+                        let is_final = p.started.values().all(|from_ack| !from_ack);
+                        self.complete(up.checkpoint, p, &mut pending)?;
+                        failures = 0;
+                        last_complete = Instant::now();
+                        if is_final && finals.len() == total {
+                            return Ok(Outcome::Finished);
+                        }
+                    }
+                },
+                default(wake) => {}
+            }
+            if (self.cancelled)() {
+                return Ok(Outcome::Stopped);
+            }
+            let expired: Vec<u64> =
+                pending.iter().filter(|(_, p)| p.triggered.elapsed() > self.spec.timeout).map(|(&id, _)| id).collect();
+            for id in expired {
+                pending.remove(&id);
+                let why = format!("not complete after {:?} ([checkpoint] timeout)", self.spec.timeout);
+                self.abandon(id, &why, &mut failures)?;
+                if final_id == Some(id) {
+                    final_id = None;
+                }
+            }
+            let all_finished = finals.len() == total;
+            let sources_finished = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.kind == "source")
+                .all(|(i, n)| (0..n.parallelism).all(|s| finals.contains_key(&(i, s))));
+            let due = if all_finished {
+                final_id.is_none() && pending.is_empty()
+            } else {
+                !sources_finished
+                    && pending.len() < self.spec.max_concurrent as usize
+                    && last_trigger.elapsed() >= self.spec.interval
+                    && last_complete.elapsed() >= self.spec.min_pause
+            };
+            if due {
+                let id = self.next_id;
+                self.next_id += 1;
+                last_trigger = Instant::now();
+                if all_finished {
+                    final_id = Some(id);
+                }
+                let mut p = Pending {
+                    triggered: Instant::now(),
+                    triggered_at_ms: unix_ms(),
+                    done: HashMap::new(),
+                    started: HashMap::new(),
+                };
+                for (&key, state) in &finals {
+                    p.started.insert(key, false);
+                    self.upload(id, key, state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
+                }
+                pending.insert(id, p);
+                tracing::debug!("checkpoint {id} triggered");
+                for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.kind == "source") {
+                    for s in 0..node.parallelism {
+                        if !finals.contains_key(&(i, s)) {
+                            // A source that just finished has dropped its receiver; its
+                            // final state arrives as an event instead.
+                            let _ = self.controls[i][s as usize].send(Control::Trigger(id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upload(
+        &self,
+        checkpoint: u64,
+        key: (usize, u32),
+        state: Vec<u8>,
+        alignment: Duration,
+        sync: Duration,
+        done: &Sender<Uploaded>,
+    ) {
+        let (node, subtask) = key;
+        let object = Paths::state_name(&self.nodes[node].id, subtask);
+        let entry = SubtaskEntry {
+            subtask,
+            object: object.clone(),
+            size: state.len() as u64,
+            checksum: manifest::checksum(&state),
+            alignment_ms: alignment.as_millis() as u64,
+            sync_ms: sync.as_millis() as u64,
+        };
+        let path = self.storage.paths().state(checkpoint, &object);
+        let done = done.clone();
+        self.storage.spawn_put(path, state, move |result| {
+            let _ = done.send(Uploaded { checkpoint, key, entry, result });
+        });
+    }
+
+    fn complete(&mut self, id: u64, p: Pending, pending: &mut BTreeMap<u64, Pending>) -> Result<(), Error> {
+        let duration = p.triggered.elapsed();
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        let mut total_bytes = 0;
+        let mut max_alignment = 0;
+        for (i, info) in self.nodes.iter().enumerate() {
+            let mut subtasks: Vec<SubtaskEntry> = (0..info.parallelism).map(|s| p.done[&(i, s)].clone()).collect();
+            subtasks.sort_by_key(|e| e.subtask);
+            total_bytes += subtasks.iter().map(|e| e.size).sum::<u64>();
+            max_alignment = max_alignment.max(subtasks.iter().map(|e| e.alignment_ms).max().unwrap_or(0));
+            nodes.push(NodeEntry {
+                id: info.id.clone(),
+                kind: info.kind.into(),
+                parallelism: info.parallelism,
+                module: info.module.clone(),
+                subtasks,
+            });
+        }
+        let finished = p.started.values().all(|from_ack| !from_ack);
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            job: self.job.clone(),
+            checkpoint_id: id,
+            finished,
+            triggered_at_ms: p.triggered_at_ms,
+            duration_ms: duration.as_millis() as u64,
+            max_parallelism: self.max_parallelism,
+            total_bytes,
+            nodes,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        self.storage.put_new(&self.storage.paths().manifest(id), json).map_err(|e| {
+            Error::Internal(format!(
+                "could not write the manifest of checkpoint {id} ({e}); is another `weir run` of job `{}` writing to {}?",
+                self.job,
+                self.storage.url()
+            ))
+        })?;
+        tracing::info!(
+            "checkpoint {id} complete{}: {} ms, {} bytes, max alignment {} ms",
+            if finished { " (final)" } else { "" },
+            manifest.duration_ms,
+            total_bytes,
+            max_alignment
+        );
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_id.store(id, Ordering::Relaxed);
+        self.stats.last_duration_ms.store(manifest.duration_ms, Ordering::Relaxed);
+        self.stats.last_bytes.store(total_bytes, Ordering::Relaxed);
+        self.stats.last_alignment_ms.store(max_alignment, Ordering::Relaxed);
+        for (i, node) in self.controls.iter().enumerate() {
+            for (s, tx) in node.iter().enumerate() {
+                let includes_final = p.started.get(&(i, s as u32)) == Some(&false);
+                let _ = tx.send(Control::Complete { checkpoint: id, includes_final });
+            }
+        }
+        // A newer complete checkpoint subsumes older pending ones.
+        let older: Vec<u64> = pending.range(..id).map(|(&k, _)| k).collect();
+        for old in older {
+            pending.remove(&old);
+            let _ = self.storage.delete_checkpoint(old);
+        }
+        self.retain(id);
+        Ok(())
+    }
+
+    /// Deletes complete checkpoints beyond `retain` and incomplete ones older than `newest`.
+    fn retain(&self, newest: u64) {
+        let Ok(listed) = self.storage.list() else { return };
+        let keep = self.spec.retain.max(1) as usize;
+        let complete: Vec<u64> = listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect();
+        let cut = complete.len().saturating_sub(keep);
+        let doomed = complete[..cut]
+            .iter()
+            .copied()
+            .chain(listed.iter().filter(|l| !l.has_manifest && l.id < newest).map(|l| l.id));
+        for id in doomed {
+            if let Err(e) = self.storage.delete_checkpoint(id) {
+                tracing::warn!("could not delete old checkpoint {id}: {e}");
+            }
+        }
+    }
+
+    fn abandon(&self, id: u64, why: &str, failures: &mut u32) -> Result<(), Error> {
+        *failures += 1;
+        tracing::warn!("checkpoint {id} abandoned: {why}");
+        if let Err(e) = self.storage.delete_checkpoint(id) {
+            tracing::warn!("could not delete abandoned checkpoint {id}: {e}");
+        }
+        if *failures > self.spec.tolerable_failures {
+            return Err(Error::Checkpoint(format!(
+                "checkpoint {id} failed ({why}), {failures} failure(s) in a row, more than [checkpoint] tolerable_failures = {}",
+                self.spec.tolerable_failures
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

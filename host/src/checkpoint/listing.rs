@@ -1,0 +1,72 @@
+//! `weir checkpoints list`: what a job's checkpoint store holds, one row per
+//! checkpoint, complete or not, read from listings and manifests only.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indicatif::HumanBytes;
+
+use super::storage::Storage;
+use crate::Error;
+
+/// One checkpoint in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Checkpoint id.
+    pub id: u64,
+    /// `complete`, `final` (complete, taken at the end of input),
+    /// `incomplete` (no manifest: in flight, abandoned or cut off), or
+    /// `unreadable` (a manifest that cannot be parsed).
+    pub status: &'static str,
+    /// When it was triggered (complete) or last written to (incomplete).
+    pub time: SystemTime,
+    /// Trigger to manifest, for complete ones.
+    pub duration: Option<Duration>,
+    /// Bytes of state (complete: from the manifest; else what is stored).
+    pub bytes: u64,
+}
+
+/// Every checkpoint of the store's job, ascending by id.
+///
+/// # Errors
+/// [`Error::Storage`] when the store cannot be listed.
+pub fn rows(storage: &Storage) -> Result<Vec<Row>, Error> {
+    let mut rows = Vec::new();
+    for listed in storage.list()? {
+        let mut row =
+            Row { id: listed.id, status: "incomplete", time: listed.modified, duration: None, bytes: listed.bytes };
+        if listed.has_manifest {
+            match storage.read_manifest(listed.id) {
+                Ok(m) => {
+                    row.status = if m.finished { "final" } else { "complete" };
+                    row.time = UNIX_EPOCH + Duration::from_millis(m.triggered_at_ms);
+                    row.duration = Some(Duration::from_millis(m.duration_ms));
+                    row.bytes = m.total_bytes;
+                }
+                Err(e) => {
+                    tracing::warn!("checkpoint {}: {e}", listed.id);
+                    row.status = "unreadable";
+                }
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `rows` as an aligned text table with a header.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = format!("{:>10}  {:<10}  {:<24}  {:>9}  {:>10}\n", "ID", "STATUS", "TIME (UTC)", "DURATION", "SIZE");
+    for r in rows {
+        let time = humantime::format_rfc3339_millis(r.time).to_string();
+        let duration = r.duration.map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()));
+        let _ = writeln!(
+            out,
+            "{:>10}  {:<10}  {time:<24}  {duration:>9}  {:>10}",
+            r.id,
+            r.status,
+            HumanBytes(r.bytes).to_string()
+        );
+    }
+    out
+}

@@ -1,0 +1,158 @@
+//! What one subtask's snapshot holds, and its byte encoding.
+//!
+//! A state object is `WEIRST` + a format version (u16 LE) + a bincode body of
+//! [`TaskState`]. Byte blobs use `serde_bytes`, so a 200 MB keyed state is
+//! copied in bulk, not element by element.
+
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 6] = b"WEIRST";
+const FORMAT: u16 = 1;
+
+/// One subtask's state in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Where a source subtask stood.
+    Source(SourcePosition),
+    /// A Wasm operator instance.
+    Operator(OperatorState),
+    /// A sink subtask's uncommitted output.
+    Sink(SinkState),
+}
+
+impl TaskState {
+    /// `source`, `operator` or `sink`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(_) => "source",
+            Self::Operator(_) => "operator",
+            Self::Sink(_) => "sink",
+        }
+    }
+}
+
+/// A source's position: everything before it was emitted before the barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourcePosition {
+    /// Byte `offset` into the subtask's `file`-th file.
+    File {
+        /// Index into the subtask's sorted file list.
+        file: u64,
+        /// Bytes of that file already read.
+        offset: u64,
+    },
+    /// Next sequence number of a generator subtask.
+    Generator {
+        /// Next record number.
+        next: u64,
+    },
+    /// The source was exhausted.
+    Finished,
+}
+
+/// A Wasm operator's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The operator had consumed all its input and finished.
+    pub finished: bool,
+    /// What the guest's `snapshot` returned (none once finished).
+    pub guest: Option<GuestState>,
+}
+
+/// The guest's exported state (the WIT `state` record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestState {
+    /// The operator's `state-version`.
+    pub version: u32,
+    /// Non-keyed state blobs.
+    pub operator: Vec<serde_bytes::ByteBuf>,
+    /// Keyed state by key group.
+    pub keyed: Vec<KeyGroupBytes>,
+}
+
+/// One key group's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupBytes {
+    /// Key group.
+    pub group: u32,
+    /// Framed `(key, value)` entries.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A file sink's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// The sink had consumed all its input.
+    pub finished: bool,
+    /// In-progress files (names in the output directory) to commit once
+    /// this checkpoint is complete — or on restore from it.
+    pub pending: Vec<String>,
+    /// Next part number; parts numbered from here on belong to later checkpoints.
+    pub next_part: u64,
+}
+
+/// Encodes a state object.
+pub fn encode(state: &TaskState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    bincode::serde::encode_into_std_write(state, &mut out, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail");
+    out
+}
+
+/// Decodes a state object.
+///
+/// # Errors
+/// A message saying what is wrong with the bytes.
+pub fn decode(bytes: &[u8]) -> Result<TaskState, String> {
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not a Weir state object (bad magic)")?;
+    let (version, body) = body.split_at_checked(2).ok_or("truncated state object")?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    if version != FORMAT {
+        return Err(format!("state object format {version} is not supported (this weir reads {FORMAT})"));
+    }
+    let (state, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| format!("corrupt state object: {e}"))?;
+    if used != body.len() {
+        return Err("corrupt state object: trailing bytes".into());
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let states = [
+            TaskState::Source(SourcePosition::File { file: 2, offset: 1 << 40 }),
+            TaskState::Source(SourcePosition::Finished),
+            TaskState::Operator(OperatorState {
+                finished: false,
+                guest: Some(GuestState {
+                    version: 3,
+                    operator: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
+                    keyed: vec![KeyGroupBytes { group: 7, bytes: vec![9; 1000] }],
+                }),
+            }),
+            TaskState::Sink(SinkState { finished: true, pending: vec![".part-0-3.inprogress".into()], next_part: 4 }),
+        ];
+        for s in states {
+            assert_eq!(decode(&encode(&s)).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_misread() {
+        assert!(decode(b"hello").is_err());
+        let mut bytes = encode(&TaskState::Source(SourcePosition::Generator { next: 5 }));
+        bytes.truncate(bytes.len() - 1);
+        assert!(decode(&bytes).is_err());
+        let mut future = encode(&TaskState::Source(SourcePosition::Finished));
+        future[6] = 9;
+        assert!(decode(&future).unwrap_err().contains("format 9"));
+    }
+}

@@ -1,0 +1,219 @@
+//! Checkpoint storage: the only code that talks to the object store. Wraps
+//! `object_store` (local disk, memory, S3) behind a small blocking API for
+//! the coordinator and restore path, plus [`Storage::spawn_put`] for uploads
+//! that run on a private tokio runtime while records keep flowing.
+//!
+//! State objects and manifests are written create-only (`PutMode::Create`),
+//! so two runs of one job can never both write checkpoint *n*.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+
+use super::manifest::Manifest;
+use super::paths::Paths;
+use crate::Error;
+
+/// A job's checkpoint storage.
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    paths: Paths,
+    url: String,
+    /// For `file://` stores: the directory, so emptied checkpoint
+    /// directories can be removed (object stores have no directories).
+    local_dir: Option<std::path::PathBuf>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("url", &self.url).finish()
+    }
+}
+
+/// A checkpoint directory found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Checkpoint id.
+    pub id: u64,
+    /// Whether its manifest exists (the checkpoint is complete).
+    pub has_manifest: bool,
+    /// Total size of its objects.
+    pub bytes: u64,
+    /// When its newest object was written.
+    pub modified: std::time::SystemTime,
+}
+
+fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
+    move |source| Error::Storage { context, source: Box::new(source) }
+}
+
+/// TLS for S3 uses rustls with the `ring` provider; it must be chosen once per process.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if a provider is already installed, which is fine too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Storage {
+    /// Opens `url` for job `job`: `file://DIR` (relative to `base_dir`),
+    /// `memory://`, or `s3://bucket/prefix` (configured from `AWS_*`
+    /// variables; an `http://` `AWS_ENDPOINT` is allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidJob`] for an unsupported URL; [`Error::Storage`] if the
+    /// store cannot be set up.
+    pub fn open(url: &str, base_dir: &FsPath, job: &str) -> Result<Self, Error> {
+        install_crypto_provider();
+        let mut local_dir = None;
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = if let Some(dir) = url.strip_prefix("file://") {
+            let dir = base_dir.join(dir);
+            local_dir = Some(dir.clone());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot create checkpoint directory {}", dir.display()), e))?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(storage_error(format!("checkpoint store {url}")))?;
+            (Arc::new(local), Path::default())
+        } else if url == "memory://" || url == "memory:" {
+            (Arc::new(InMemory::new()), Path::default())
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::InvalidJob(format!(
+                    "checkpoint store {url}: name a bucket, as in s3://bucket/prefix"
+                )));
+            }
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if std::env::var("AWS_ENDPOINT")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .is_ok_and(|e| e.starts_with("http://"))
+            {
+                builder = builder.with_allow_http(true);
+            }
+            let s3 = builder
+                .build()
+                .map_err(storage_error(format!("checkpoint store {url} (check the AWS_* variables)")))?;
+            (Arc::new(s3), Path::from(prefix))
+        } else {
+            return Err(Error::InvalidJob(format!(
+                "checkpoint store `{url}` is not supported; use file://DIR, memory:// or s3://bucket/prefix"
+            )));
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("weir-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the storage runtime", e))?;
+        Ok(Self { store, paths: Paths::new(&prefix, job), url: url.to_owned(), local_dir, rt })
+    }
+
+    /// The store URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The path layout.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Every checkpoint directory of the job, ascending by id.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when listing fails.
+    pub fn list(&self) -> Result<Vec<Listed>, Error> {
+        let objects: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(self.paths.root())).try_collect::<Vec<_>>())
+            .map_err(storage_error(format!("listing checkpoints in {}", self.url)))?;
+        let mut by_id = std::collections::BTreeMap::<u64, Listed>::new();
+        for meta in objects {
+            if let Some((id, is_manifest)) = self.paths.parse(&meta.location) {
+                let modified = meta.last_modified.into();
+                let entry = by_id.entry(id).or_insert(Listed { id, has_manifest: false, bytes: 0, modified });
+                entry.has_manifest |= is_manifest;
+                entry.bytes += meta.size;
+                entry.modified = entry.modified.max(modified);
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// Reads checkpoint `id`'s manifest.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if unreadable, [`Error::Corrupt`] if not a manifest.
+    pub fn read_manifest(&self, id: u64) -> Result<Manifest, Error> {
+        let bytes = self.get(&self.paths.manifest(id))?;
+        Manifest::from_json(&bytes).map_err(|e| Error::Corrupt(format!("checkpoint {id}: {e}")))
+    }
+
+    /// Reads an object.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] (including "not found").
+    pub fn get(&self, path: &Path) -> Result<Bytes, Error> {
+        self.rt
+            .block_on(async { self.store.get(path).await?.bytes().await })
+            .map_err(storage_error(format!("reading {path} from {}", self.url)))
+    }
+
+    /// Writes `bytes` at `path` unless something is already there.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; an existing object is an error too.
+    pub fn put_new(&self, path: &Path, bytes: Vec<u8>) -> Result<(), Error> {
+        let put = self.store.put_opts(path, PutPayload::from(bytes), PutMode::Create.into());
+        self.rt.block_on(put).map(|_| ()).map_err(storage_error(format!("writing {path} to {}", self.url)))
+    }
+
+    /// Uploads `bytes` to `path` (create-only) in the background; `done` gets the outcome.
+    pub fn spawn_put(&self, path: Path, bytes: Vec<u8>, done: impl FnOnce(Result<(), Error>) + Send + 'static) {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        self.rt.spawn(async move {
+            let result = store.put_opts(&path, PutPayload::from(bytes), PutMode::Create.into()).await;
+            done(result.map(|_| ()).map_err(storage_error(format!("writing {path} to {url}"))));
+        });
+    }
+
+    /// Deletes everything of checkpoint `id`, manifest first (so a
+    /// half-deleted checkpoint never looks complete).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn delete_checkpoint(&self, id: u64) -> Result<(), Error> {
+        let dir = self.paths.checkpoint(id);
+        let manifest = self.paths.manifest(id);
+        self.rt
+            .block_on(async {
+                match self.store.delete(&manifest).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+                for meta in objects {
+                    match self.store.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(storage_error(format!("deleting checkpoint {id} from {}", self.url)))?;
+        if let Some(local) = &self.local_dir {
+            let dir: std::path::PathBuf = local.join(dir.as_ref());
+            // Only empty directories are left; a failure here leaves clutter, not state.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+}
