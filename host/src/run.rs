@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::checkpoint::coordinator::CheckpointStats;
@@ -139,7 +140,7 @@ fn run_attempt(
     let setup = storage.zip(found.as_ref()).map(|(storage, found)| CheckpointSetup {
         storage: storage.clone(),
         restored,
-        next_id: found.next_id,
+        next_id: found.next_id.max(stats.last_triggered.load(Ordering::Relaxed) + 1),
         stats: stats.clone(),
     });
     let job = dataflow::start(plan, modules, setup, attempt)?;

@@ -107,3 +107,16 @@ fn missing_job_file_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     run_job(dir.path(), "nope.toml", &[]).expect_code(2).expect_stderr(&["cannot read job file nope.toml"]);
 }
+
+/// Checkpoint settings that cannot work are rejected before anything runs.
+#[test]
+fn bad_checkpoint_settings_are_rejected() {
+    let with = |table: &str| format!("{}\n{table}", tokenize_job());
+    reject(&with("[checkpoint]\ninterval = \"0s\""), &["[checkpoint] interval", "must be positive"]);
+    reject(
+        &with("[checkpoint]\ninterval = \"1s\"\nstore = \"ftp://x\""),
+        &["store `ftp://x` is not supported", "s3://"],
+    );
+    reject(&with("[checkpoint]\ninterval = \"soon\""), &["interval", "line"]);
+    reject(&with("[restart]\nstrategy = \"sometimes\""), &["unknown variant `sometimes`", "fixed-delay"]);
+}

@@ -375,3 +375,73 @@ fn checkpoints_to_s3_are_listed_and_restored() {
     resumed.expect_code(0).expect_stderr(&["from s3://weir-test/ckpt", "restoring checkpoint"]);
     assert_output_exact(dir, &text);
 }
+
+/// Checkpoints that time out are abandoned (their files deleted) and counted
+/// against `tolerable_failures`; one too many fails the attempt over, and
+/// the restarted job — whose snapshots are fast again — finishes exactly.
+#[test]
+fn timed_out_checkpoints_are_abandoned_and_fail_over_past_the_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = text(20_000, 13);
+    write(dir, "in.txt", &text);
+    let job = format!(
+        r#"
+[job]
+name = "wc"
+
+[sources.lines]
+kind = "file"
+path = "in.txt"
+rate = 20000
+
+[operators.slow]
+wasm = "{spin}"
+input = "lines"
+partition = "rebalance"
+parallelism = 2
+config = {{ snapshot_ms = 400, attempts = 1 }}
+
+[operators.tokenize]
+builtin = "tokenize"
+input = "slow"
+parallelism = 2
+
+[operators.count]
+builtin = "count"
+input = "tokenize"
+partition = "key"
+parallelism = 2
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "count"
+parallelism = 2
+
+[checkpoint]
+interval = "100ms"
+timeout = "150ms"
+tolerable_failures = 1
+
+[restart]
+delay = "20ms"
+"#,
+        spin = wasm("spin")
+    );
+    write(dir, "job.toml", &job);
+    let run = run_to_end(dir);
+    run.expect_stderr(&[
+        "abandoned: not complete after 150ms",
+        "more than [checkpoint] tolerable_failures = 1",
+        "restarting in 20ms",
+        "checkpoint",
+    ]);
+    assert!(run.stderr.matches("abandoned").count() >= 2, "{}", run.stderr);
+    // Ids never repeat within a run, even after a failover from abandoned checkpoints.
+    assert!(!run.stderr.contains("checkpoint 1 complete"), "{}", run.stderr);
+    assert_output_exact(dir, &text);
+    let listed = weir(dir, &["checkpoints", "list", "job.toml"]);
+    listed.expect_code(0);
+    assert!(!listed.stdout.contains("incomplete"), "abandoned checkpoints left behind:\n{}", listed.stdout);
+}

@@ -93,6 +93,9 @@ pub struct CheckpointStats {
     pub last_bytes: AtomicU64,
     /// Its longest alignment in ms.
     pub last_alignment_ms: AtomicU64,
+    /// The highest id triggered so far in this process: a restarted attempt
+    /// continues after it, even when abandoned checkpoints left no trace.
+    pub last_triggered: AtomicU64,
 }
 
 /// How the coordinator ended.
@@ -234,6 +237,7 @@ impl Coordinator {
             if due {
                 let id = self.next_id;
                 self.next_id += 1;
+                self.stats.last_triggered.fetch_max(id, Ordering::Relaxed);
                 last_trigger = Instant::now();
                 if all_finished {
                     final_id = Some(id);

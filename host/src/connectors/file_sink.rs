@@ -298,4 +298,15 @@ mod tests {
         sink.abort();
         assert!(names(dir.path()).is_empty());
     }
+
+    #[test]
+    fn clean_start_removes_uncommitted_leftovers_of_this_subtask_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["part-0-0", ".part-0-1.inprogress", ".part-1-0.inprogress"] {
+            std::fs::write(dir.path().join(name), "x\n").unwrap();
+        }
+        let mut sink = FileSink::new(dir.path(), 0).unwrap();
+        sink.clean_start().unwrap();
+        assert_eq!(names(dir.path()), [".part-1-0.inprogress", "part-0-0"]);
+    }
 }

@@ -156,4 +156,25 @@ mod tests {
         let second = read_all(&mut FileSource::new(dir.path(), 1, 2, None).unwrap());
         assert_eq!((first.len(), second,), (4, vec!["four".to_string()]));
     }
+
+    #[test]
+    fn restore_resumes_at_the_first_unread_line_and_checks_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "four\nfive\n").unwrap();
+        let mut first = FileSource::new(dir.path(), 0, 1, None).unwrap();
+        let mut buf = Vec::new();
+        first.next_batch(&mut buf, 4).unwrap();
+        let position = first.position();
+        assert_eq!(position, SourcePosition::File { file: 1, offset: 5 });
+        let mut resumed = FileSource::new(dir.path(), 0, 1, None).unwrap();
+        resumed.restore(position).unwrap();
+        assert_eq!(read_all(&mut resumed), ["five"]);
+        // A file shorter than the checkpointed offset is an error, not silent data loss.
+        std::fs::write(dir.path().join("b.txt"), "4\n").unwrap();
+        let mut shrunk = FileSource::new(dir.path(), 0, 1, None).unwrap();
+        shrunk.restore(position).unwrap();
+        let err = shrunk.next_batch(&mut Vec::new(), 4).unwrap_err();
+        assert!(err.to_string().contains("input changed since the checkpoint"), "{err}");
+    }
 }

@@ -168,10 +168,16 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         }
         nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs });
     }
-    if let Some(c) = &spec.checkpoint
-        && (c.interval.is_zero() || c.max_concurrent == 0)
-    {
-        return Err(invalid("[checkpoint] interval and max_concurrent must be positive".into()));
+    if let Some(c) = &spec.checkpoint {
+        if c.interval.is_zero() || c.max_concurrent == 0 || c.timeout.is_zero() {
+            return Err(invalid("[checkpoint] interval, timeout and max_concurrent must be positive".into()));
+        }
+        if !["file://", "memory:", "s3://"].iter().any(|scheme| c.store.starts_with(scheme)) {
+            return Err(invalid(format!(
+                "[checkpoint] store `{}` is not supported: use file://DIR, memory:// or s3://bucket/prefix",
+                c.store
+            )));
+        }
     }
     let restart = spec.restart.clone().unwrap_or(RestartSpec {
         strategy: if spec.checkpoint.is_some() { RestartStrategyKind::FixedDelay } else { RestartStrategyKind::None },
