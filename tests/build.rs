@@ -1,4 +1,5 @@
-//! Builds every guest — the built-in operators and the test guests — to
+//! Builds every guest — the built-in operators, the test guests and the
+//! upgrade example's operators — to
 //! `.wasm` before the tests compile, so no test can run against a missing or
 //! stale component. Output goes to the shared `target/wasm32-wasip2/release`,
 //! where `weir` also finds built-ins; its path is exported to the tests as
@@ -18,12 +19,14 @@ const GUESTS: &[&str] = &[
     "weir-test-hog",
     "weir-test-not-weir",
     "weir-test-probe",
+    "word-stats-v1",
+    "word-stats-v2",
 ];
 
 fn main() {
     let tests_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = tests_dir.parent().expect("tests/ is inside the workspace").to_path_buf();
-    for watched in ["guest-sdk", "operators", "tests/guests", "Cargo.lock"] {
+    for watched in ["guest-sdk", "operators", "tests/guests", "examples/upgrade", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);

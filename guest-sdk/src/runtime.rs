@@ -55,12 +55,27 @@ impl<O: Operator> Runtime<O> {
         let mut op = O::default();
         op.init(&Context { info: &self.info, config: &config }).map_err(Error::into_message)?;
         if let Some(state) = restored {
+            if state.version > O::STATE_VERSION {
+                return Err(format!(
+                    "cannot restore state version {}: this operator reads state versions up to {} \
+                     (its STATE_VERSION); the state was written by a newer version of it",
+                    state.version,
+                    O::STATE_VERSION
+                ));
+            }
+            let version = state.version;
             let reader = StateReader {
                 version: state.version,
                 operator: state.operator_state,
                 keyed: state.keyed.into_iter().map(|g| g.bytes).collect(),
             };
-            op.restore(&reader).map_err(Error::into_message)?;
+            op.restore(&reader).map_err(|e| {
+                format!(
+                    "cannot restore state version {version} (this operator's STATE_VERSION is {}): {}",
+                    O::STATE_VERSION,
+                    e.into_message()
+                )
+            })?;
         }
         self.op = Some(op);
         Ok(())

@@ -104,6 +104,43 @@ impl<V: serde::Serialize + serde::de::DeserializeOwned> KeyedState<V> {
         }
         Ok(())
     }
+
+    /// Replaces the contents with the keyed entries of `state`, written as
+    /// `Old` by an earlier version of the operator and converted by `migrate`.
+    ///
+    /// Added fields (with `#[serde(default)]`) and renamed ones (with
+    /// `#[serde(alias = "old_name")]`) need no migration: values are stored
+    /// as JSON, so [`restore_from`](Self::restore_from) reads them as they are.
+    /// Use this when the shape really changes:
+    ///
+    /// ```
+    /// # use weir_sdk::{KeyedState, StateReader, Result};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Stats { count: u64, longest: usize }
+    /// fn restore(stats: &mut KeyedState<Stats>, state: &StateReader) -> Result<()> {
+    ///     match state.version() {
+    ///         1 => stats.restore_migrated(state, |count: u64| Stats { count, longest: 0 }),
+    ///         _ => stats.restore_from(state),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// When an entry is not a valid `Old`.
+    pub fn restore_migrated<Old: serde::de::DeserializeOwned>(
+        &mut self,
+        state: &StateReader,
+        migrate: impl Fn(Old) -> V,
+    ) -> Result<(), Error> {
+        self.map.clear();
+        for entry in state.keyed() {
+            let (key, bytes) = entry?;
+            let old: Old = serde_json::from_slice(bytes)
+                .map_err(|e| Error::msg(format!("keyed state of version {}: {e}", state.version())))?;
+            self.map.insert(key.into(), migrate(old));
+        }
+        Ok(())
+    }
 }
 
 /// Collects an instance's state during [`Operator::snapshot`](crate::Operator::snapshot).

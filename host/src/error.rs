@@ -60,6 +60,12 @@ pub enum Error {
         /// The last failure.
         cause: Box<Error>,
     },
+    /// Talking to a job's control API failed.
+    #[error("{0}")]
+    Api(String),
+    /// Cancelled on request (`weir cancel`, or the control API).
+    #[error("job cancelled on request")]
+    Cancelled,
     /// A bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),

@@ -30,6 +30,7 @@
 //!   guest, I/O).
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod checkpoint;
 pub mod connectors;
 pub mod dataflow;

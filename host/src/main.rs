@@ -32,8 +32,60 @@ enum Command {
         quiet: bool,
         /// Ignore the job's existing checkpoints and start from the beginning
         /// of the input (later failures restore this run's checkpoints only).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_savepoint")]
         fresh: bool,
+        /// Start from a savepoint directory (or URL): state is matched to
+        /// operators by id; operators may have new .wasm and parallelism.
+        #[arg(long, value_name = "PATH")]
+        from_savepoint: Option<String>,
+        /// With --from-savepoint: drop saved state of nodes the job no longer has.
+        #[arg(long, requires = "from_savepoint")]
+        allow_non_restored_state: bool,
+        /// Serve the control API here [default: 127.0.0.1:8081, skipped if taken; port 0 picks a free port].
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_api")]
+        api: Option<std::net::SocketAddr>,
+        /// Do not serve the control API.
+        #[arg(long)]
+        no_api: bool,
+        #[command(flatten)]
+        token: Token,
+    },
+    /// Show a running job's status (through its control API).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a savepoint of a running job; prints its directory.
+    Savepoint {
+        /// Directory (or URL) to create the savepoint in [default: the job's `[checkpoint] savepoints`].
+        #[arg(long, value_name = "DIR")]
+        target: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Stop a running job with a final savepoint; prints its directory.
+    Stop {
+        /// Take a savepoint first (required: to stop without one, use `weir cancel`).
+        #[arg(long, required = true)]
+        savepoint: bool,
+        /// Directory (or URL) to create the savepoint in [default: the job's `[checkpoint] savepoints`].
+        #[arg(long, value_name = "DIR")]
+        target: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a running job: no savepoint; uncommitted output is discarded.
+    Cancel {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a savepoint's or checkpoint's manifest in human form.
+    Inspect {
+        /// The savepoint or checkpoint directory (or URL).
+        path: String,
     },
     /// Inspect a job's checkpoints.
     Checkpoints {
@@ -62,6 +114,38 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+}
+
+/// The control API token.
+#[derive(clap::Args)]
+struct Token {
+    /// Token the control API requires (`Authorization: Bearer TOKEN`); needed to bind off loopback.
+    #[arg(long = "api-token", env = "WEIR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Where a running job's control API is.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The job's control API address.
+    #[arg(long, value_name = "ADDR", default_value = weir_host::api::DEFAULT_ADDR)]
+    api: String,
+    #[command(flatten)]
+    token: Token,
+}
+
+impl ApiArgs {
+    fn client(self) -> anyhow::Result<weir_host::api::Client> {
+        Ok(weir_host::api::Client::new(&self.api, self.token.token)?)
+    }
+}
+
+/// `target` made absolute against this directory (the job may run elsewhere).
+fn absolute_target(target: Option<String>) -> anyhow::Result<Option<String>> {
+    Ok(match target {
+        Some(t) if !t.contains("://") => Some(std::path::absolute(&t)?.display().to_string()),
+        other => other,
+    })
 }
 
 #[derive(Subcommand)]
@@ -111,20 +195,59 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let invalid_input = e.downcast_ref::<weir_host::Error>().is_some_and(weir_host::Error::is_invalid_input);
-            ExitCode::from(if invalid_input { 2 } else { 1 })
+            let error = e.downcast_ref::<weir_host::Error>();
+            if matches!(error, Some(weir_host::Error::Cancelled)) {
+                return ExitCode::from(3);
+            }
+            ExitCode::from(if error.is_some_and(weir_host::Error::is_invalid_input) { 2 } else { 1 })
         }
     }
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { job, overrides, quiet, fresh } => {
-            let progress = !quiet;
-            let summary = run_job(&job, &RunOptions { overrides, progress, fresh })?;
+        Command::Run { job, overrides, quiet, fresh, from_savepoint, allow_non_restored_state, api, no_api, token } => {
+            let api = (!no_api).then(|| weir_host::run::ApiOptions {
+                addr: api.unwrap_or_else(|| weir_host::api::DEFAULT_ADDR.parse().expect("a valid address")),
+                token: token.token,
+                optional: api.is_none(),
+            });
+            let options =
+                RunOptions { overrides, progress: !quiet, fresh, from_savepoint, allow_non_restored_state, api };
+            let summary = run_job(&job, &options)?;
             if !quiet {
                 eprint!("{}", weir_host::progress::summary(&summary));
             }
+            if let Some(savepoint) = &summary.stopped_with {
+                println!("{}", savepoint.path);
+            }
+        }
+        Command::Status { api, json } => {
+            let status = api.client()?.get("/v1/job")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", weir_host::progress::status(&status));
+            }
+        }
+        Command::Savepoint { target, api } => {
+            let body = serde_json::json!({ "target": absolute_target(target)? });
+            let done = api.client()?.post("/v1/savepoints", &body)?;
+            println!("{}", done["path"].as_str().unwrap_or_default());
+        }
+        Command::Stop { savepoint: _, target, api } => {
+            let body = serde_json::json!({ "target": absolute_target(target)? });
+            let done = api.client()?.post("/v1/stop", &body)?;
+            println!("{}", done["path"].as_str().unwrap_or_default());
+        }
+        Command::Cancel { api } => {
+            api.client()?.post("/v1/cancel", &serde_json::json!({}))?;
+            eprintln!("cancelling");
+        }
+        Command::Inspect { path } => {
+            let storage = weir_host::run::open_savepoint(&path, "")?;
+            let manifest = storage.read_manifest_in(&storage.root_dir())?;
+            print!("{}", weir_host::checkpoint::listing::inspect(&manifest, &path));
         }
         Command::Validate { job, overrides } => {
             let plan = weir_host::run::plan_job(&job, &overrides)?;

@@ -125,3 +125,49 @@ pub fn summary(summary: &RunSummary) -> String {
     }
     out
 }
+
+/// `weir status`: the control API's `/v1/job` answer as text.
+pub fn status(status: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let mut out = format!(
+        "job `{}`: {} (attempt {}, up {})\n",
+        text(&status["job"]),
+        text(&status["state"]),
+        status["attempt"],
+        humantime::format_duration(std::time::Duration::from_secs(status["uptime_ms"].as_u64().unwrap_or(0) / 1000))
+    );
+    let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+    let width = nodes.iter().map(|n| text(&n["id"]).len()).max().unwrap_or(0);
+    for n in &nodes {
+        let inputs: Vec<String> = n["inputs"]
+            .as_array()
+            .map(|a| a.iter().map(|e| format!("{} ({})", text(&e["from"]), text(&e["partition"]))).collect())
+            .unwrap_or_default();
+        let count = |key: &str| HumanCount(n[key].as_f64().unwrap_or(0.0) as u64).to_string();
+        let _ = writeln!(
+            out,
+            "  {:width$} {:8} ×{:<3} in {:>12} ({:>9}/s)  out {:>12} ({:>9}/s)  <- {}",
+            text(&n["id"]),
+            text(&n["kind"]),
+            n["parallelism"],
+            count("records_in"),
+            count("in_per_s"),
+            count("records_out"),
+            count("out_per_s"),
+            if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
+        );
+    }
+    let c = &status["checkpoints"];
+    if c["completed"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            out,
+            "  checkpoints: {} complete, last #{}: {} ms, {}, alignment {} ms",
+            c["completed"],
+            c["last_id"],
+            c["last_duration_ms"],
+            HumanBytes(c["last_bytes"].as_u64().unwrap_or(0)),
+            c["last_alignment_ms"]
+        );
+    }
+    out
+}

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::checkpoint::coordinator::CheckpointStats;
+use crate::api::{self, JobControl};
+use crate::checkpoint::coordinator::{CheckpointStats, SavepointRequest};
 use crate::checkpoint::restart;
 use crate::checkpoint::restore::{self, Restored};
 use crate::checkpoint::storage::Storage;
 use crate::dataflow::{self, CheckpointSetup, RunSummary};
+use crate::job::spec::CheckpointSpec;
 use crate::job::{self, BuiltinDirs, JobPlan, Override};
 use crate::wasm::{OperatorModule, WasmEngine};
 use crate::{Error, progress};
@@ -26,6 +28,23 @@ pub struct RunOptions {
     pub progress: bool,
     /// Ignore existing checkpoints: start from the beginning of the input.
     pub fresh: bool,
+    /// Start from this savepoint (a directory or URL) instead.
+    pub from_savepoint: Option<String>,
+    /// With `from_savepoint`: drop state of nodes the job no longer has.
+    pub allow_non_restored_state: bool,
+    /// Serve the control API here (`None`: not at all).
+    pub api: Option<ApiOptions>,
+}
+
+/// Where and how to serve the control API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Address to bind (port 0: any free port).
+    pub addr: std::net::SocketAddr,
+    /// Required on every request when set (and to bind off loopback).
+    pub token: Option<String>,
+    /// The address was not asked for: if it is taken, run without the API.
+    pub optional: bool,
 }
 
 /// Reads and plans the job file at `path`.
@@ -52,13 +71,31 @@ pub fn open_storage(plan: &JobPlan) -> Result<Option<Arc<Storage>>, Error> {
     Ok(Some(Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?)))
 }
 
-/// Runs the job file at `path` until its bounded sources are drained,
-/// restarting from the latest complete checkpoint after failures.
+/// Opens a savepoint (or retained checkpoint) directory given as a path or URL.
+///
+/// # Errors
+/// As [`Storage::open`].
+pub fn open_savepoint(location: &str, job: &str) -> Result<Storage, Error> {
+    let url = if location.contains("://") {
+        location.to_owned()
+    } else {
+        let path = std::path::absolute(location).map_err(|e| Error::io(format!("savepoint path {location}"), e))?;
+        if !path.is_dir() {
+            return Err(Error::InvalidJob(format!("savepoint {location}: no such directory")));
+        }
+        format!("file://{}", path.display())
+    };
+    Storage::open(&url, Path::new("."), job)
+}
+
+/// Runs the job file at `path` until its bounded sources are drained (or it
+/// is stopped with a savepoint), restarting from the latest complete
+/// checkpoint after failures.
 ///
 /// # Errors
 /// Invalid job or modules, a guest failure (naming the operator), I/O, a
-/// checkpoint that cannot be restored, or [`Error::GaveUp`] after the
-/// restarts `[restart]` allows.
+/// checkpoint or savepoint that cannot be restored, [`Error::Cancelled`], or
+/// [`Error::GaveUp`] after the restarts `[restart]` allows.
 pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     let plan = plan_job(path, &options.overrides)?;
     let engine = WasmEngine::new(WasmEngine::default_cache_dir())?;
@@ -74,29 +111,74 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             m.path().display()
         );
     }
-    let storage = open_storage(&plan)?;
+    let spec = plan.checkpoint.clone().unwrap_or_else(CheckpointSpec::savepoints_only);
+    let storage = Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?);
+    let savepoint = match &options.from_savepoint {
+        Some(location) => {
+            let store = open_savepoint(location, &plan.name)?;
+            let restored = restore::from_savepoint(&store, &plan, &modules, options.allow_non_restored_state)?;
+            tracing::info!("starting from {} {} at {location}", restored.manifest.kind, restored.id());
+            Some(restored)
+        }
+        None => None,
+    };
     let stats = Arc::new(CheckpointStats::default());
-    // Checkpoints older than `since` belong to a run this one replaced (`--fresh`).
-    let mut since = 0;
-    if let (Some(storage), true) = (&storage, options.fresh) {
-        since = storage.list()?.last().map_or(1, |l| l.id + 1);
-        tracing::info!("starting fresh (--fresh): ignoring checkpoints before {since} in {}", storage.url());
+    let (requests_tx, requests) = crossbeam_channel::unbounded();
+    let control = Arc::new(JobControl::new(&plan, stats.clone(), requests_tx, spec.savepoints.clone(), spec.timeout));
+    if let Some(api) = &options.api {
+        match api::serve(api.addr, api.token.clone(), control.clone()) {
+            Ok(bound) => tracing::info!("control API on http://{bound}"),
+            Err(Error::Io { context, source }) if api.optional => {
+                tracing::warn!("{context}: {source}; running without the control API (choose a port with --api)");
+            }
+            Err(e) => return Err(e),
+        }
     }
+    // Checkpoints older than `since` belong to a run this one replaced
+    // (`--fresh`, `--from-savepoint`).
+    let mut since = 0;
+    if options.fresh || savepoint.is_some() {
+        since = storage.list()?.last().map_or(1, |l| l.id + 1);
+        if plan.checkpoint.is_some() {
+            tracing::info!("starting fresh: ignoring checkpoints before {since} in {}", storage.url());
+        }
+    }
+    let attempt_ctx = Attempt {
+        plan: &plan,
+        modules: &modules,
+        storage: &storage,
+        spec: &spec,
+        since,
+        savepoint: savepoint.as_ref(),
+        stats: &stats,
+        requests: &requests,
+        control: &control,
+        show_progress: options.progress,
+    };
     let mut attempt = 0;
     loop {
-        let result = run_attempt(&plan, &modules, storage.as_ref(), since, &stats, attempt, options.progress);
-        let cause = match result {
-            Ok(summary) => return Ok(summary),
-            Err(e) if !e.is_retryable() => return Err(e),
+        control.attempt.store(attempt, Ordering::Relaxed);
+        control.set_state(if attempt == 0 { "running" } else { "restarting" });
+        let cause = match attempt_ctx.run(attempt) {
+            Ok(summary) => {
+                control.set_state(if summary.stopped_with.is_some() { "stopped" } else { "finished" });
+                return Ok(summary);
+            }
+            Err(e) if !e.is_retryable() => {
+                control.set_state(if matches!(e, Error::Cancelled) { "cancelled" } else { "failed" });
+                return Err(e);
+            }
             Err(e) => e,
         };
         attempt += 1;
         let Some(delay) = restart::delay_before(&plan.restart, attempt) else {
+            control.set_state("failed");
             if attempt == 1 {
                 return Err(cause);
             }
             return Err(Error::GaveUp { restarts: attempt - 1, cause: Box::new(cause) });
         };
+        control.set_state("restarting");
         tracing::warn!(
             "job `{}` failed: {cause}; restarting in {} (restart {attempt} of {}, [restart] strategy {})",
             plan.name,
@@ -108,51 +190,73 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     }
 }
 
-/// One attempt: restore (if there is a checkpoint), start, wait.
-fn run_attempt(
-    plan: &JobPlan,
-    modules: &[Option<OperatorModule>],
-    storage: Option<&Arc<Storage>>,
+/// Everything one attempt needs.
+struct Attempt<'a> {
+    plan: &'a JobPlan,
+    modules: &'a [Option<OperatorModule>],
+    storage: &'a Arc<Storage>,
+    spec: &'a CheckpointSpec,
     since: u64,
-    stats: &Arc<CheckpointStats>,
-    attempt: u32,
+    savepoint: Option<&'a Restored>,
+    stats: &'a Arc<CheckpointStats>,
+    requests: &'a crossbeam_channel::Receiver<SavepointRequest>,
+    control: &'a Arc<JobControl>,
     show_progress: bool,
-) -> Result<RunSummary, Error> {
-    let found = storage.map(|s| restore::find_latest(s, plan, since)).transpose()?;
-    let restored: Option<&Restored> = found.as_ref().and_then(|f| f.restored.as_ref());
-    if let Some(r) = restored {
-        let skipped = found.as_ref().map_or(0, |f| f.skipped.len());
-        tracing::info!(
-            "restoring checkpoint {} of job `{}` from {}{}",
-            r.id(),
-            plan.name,
-            storage.map_or("", |s| s.url()),
-            if skipped > 0 { format!(" (skipped {skipped} newer, unusable)") } else { String::new() }
-        );
-        if r.manifest.finished && attempt == 0 {
-            tracing::warn!(
-                "checkpoint {} is the job's final one: it already processed all its input, so only \
-                 uncommitted output is finished now; run with --fresh to process the input again",
-                r.id()
+}
+
+impl Attempt<'_> {
+    /// Restore (the newest checkpoint, else the savepoint, if any), start, wait.
+    fn run(&self, attempt: u32) -> Result<RunSummary, Error> {
+        let (plan, storage) = (self.plan, self.storage);
+        let found = restore::find_latest(storage, plan, self.since)?;
+        let restored: Option<&Restored> = found.restored.as_ref().or(self.savepoint);
+        if let Some(r) = found.restored.as_ref() {
+            let skipped = found.skipped.len();
+            tracing::info!(
+                "restoring checkpoint {} of job `{}` from {}{}",
+                r.id(),
+                plan.name,
+                storage.url(),
+                if skipped > 0 { format!(" (skipped {skipped} newer, unusable)") } else { String::new() }
             );
+            if r.manifest.finished && attempt == 0 {
+                tracing::warn!(
+                    "checkpoint {} is the job's final one: it already processed all its input, so only \
+                     uncommitted output is finished now; run with --fresh to process the input again",
+                    r.id()
+                );
+            }
         }
-    }
-    let setup = storage.zip(found.as_ref()).map(|(storage, found)| CheckpointSetup {
-        storage: storage.clone(),
-        restored,
-        next_id: found.next_id.max(stats.last_triggered.load(Ordering::Relaxed) + 1),
-        stats: stats.clone(),
-    });
-    let job = dataflow::start(plan, modules, setup, attempt)?;
-    if show_progress {
-        let display = progress::Display::new(&plan.name, job.stats(), plan.checkpoint.is_some().then(|| stats.clone()));
+        let setup = CheckpointSetup {
+            spec: self.spec.clone(),
+            periodic: plan.checkpoint.is_some(),
+            requests: self.requests.clone(),
+            storage: storage.clone(),
+            restored,
+            next_id: found.next_id.max(self.stats.last_triggered.load(Ordering::Relaxed) + 1),
+            stats: self.stats.clone(),
+        };
+        let job = dataflow::start(plan, self.modules, Some(setup), attempt)?;
+        self.control.attach(job.stats());
+        let display = self.show_progress.then(|| {
+            progress::Display::new(&plan.name, job.stats(), plan.checkpoint.is_some().then(|| self.stats.clone()))
+        });
         while !job.wait_timeout(Duration::from_millis(250)) {
-            display.refresh();
+            if let Some(display) = &display {
+                display.refresh();
+            }
+            self.control.sample();
+            if self.control.cancel.swap(false, Ordering::Relaxed) {
+                tracing::warn!("cancelling job `{}` on request", plan.name);
+                job.fail(Error::Cancelled);
+            }
         }
-        display.clear();
+        if let Some(display) = &display {
+            display.clear();
+        }
+        let mut summary = job.wait()?;
+        summary.restored_from = restored.map(Restored::id);
+        summary.checkpoints = plan.checkpoint.is_some().then(|| self.stats.clone());
+        Ok(summary)
     }
-    let mut summary = job.wait()?;
-    summary.restored_from = restored.map(Restored::id);
-    summary.checkpoints = plan.checkpoint.is_some().then(|| stats.clone());
-    Ok(summary)
 }

@@ -7,6 +7,7 @@ mod cli;
 mod operators;
 mod recovery;
 mod sandbox;
+mod savepoints;
 mod wordcount;
 
 use std::path::Path;

@@ -4,23 +4,32 @@
 //! checkpoint is complete, and enforces timeouts, tolerable failures and
 //! retention.
 //!
+//! Savepoints are checkpoints taken on request ([`SavepointRequest`], from
+//! the control API) into their own directory; they commit sink output like
+//! any checkpoint but are never deleted. A *stop* savepoint's barrier makes
+//! every task stop after snapshotting; its completion ends the job.
+//!
 //! A subtask that has finished (consumed all input) registers its final
 //! state once; every later checkpoint uses it in place of an ack. When all
 //! subtasks have finished, the coordinator takes a last checkpoint made only
 //! of final states — the *final checkpoint* — whose completion lets sinks
 //! commit their last files; then the job is done.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, select};
+
+use object_store::path::Path;
+use serde::Serialize;
 
 use super::manifest::{self, Manifest, ModuleEntry, NodeEntry, SubtaskEntry};
 use super::paths::Paths;
 use super::storage::Storage;
 use crate::Error;
+use crate::dataflow::message::Barrier;
 use crate::job::spec::CheckpointSpec;
 
 /// From a task to the coordinator.
@@ -55,8 +64,8 @@ pub enum TaskEvent {
 /// From the coordinator to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    /// (Sources only.) Snapshot your position and emit barrier `n`.
-    Trigger(u64),
+    /// (Sources only.) Snapshot your position and emit this barrier.
+    Trigger(Barrier),
     /// Checkpoint `checkpoint` is complete. `includes_final`: it holds this
     /// subtask's final state, so a finished sink may commit everything.
     Complete {
@@ -80,6 +89,47 @@ pub struct NodeInfo {
     pub module: Option<ModuleEntry>,
 }
 
+/// A request for a savepoint (from the control API).
+#[derive(Debug)]
+pub struct SavepointRequest {
+    /// Where the savepoint directory goes.
+    pub target: Arc<Storage>,
+    /// Stop the job once the savepoint is complete.
+    pub stop: bool,
+    /// Gets the outcome.
+    pub reply: Sender<Result<SavepointInfo, String>>,
+}
+
+/// A completed savepoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SavepointInfo {
+    /// Its id (shared with checkpoints).
+    pub id: u64,
+    /// Its directory: pass it to `weir run --from-savepoint`.
+    pub path: String,
+}
+
+/// One line of checkpoint history (for the control API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Id.
+    pub id: u64,
+    /// `checkpoint` or `savepoint`.
+    pub kind: &'static str,
+    /// `completed` or `abandoned`.
+    pub status: &'static str,
+    /// Trigger time, ms since the Unix epoch.
+    pub triggered_at_ms: u64,
+    /// Trigger to completion (or abandonment), ms.
+    pub duration_ms: u64,
+    /// Bytes of state (completed ones).
+    pub bytes: u64,
+    /// Longest barrier alignment of any subtask, ms.
+    pub max_alignment_ms: u64,
+    /// Where it is (savepoints), or why it was abandoned.
+    pub detail: String,
+}
+
 /// Counters for the progress display.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
@@ -96,6 +146,21 @@ pub struct CheckpointStats {
     /// The highest id triggered so far in this process: a restarted attempt
     /// continues after it, even when abandoned checkpoints left no trace.
     pub last_triggered: AtomicU64,
+    /// The last [`HISTORY`] checkpoints and savepoints, oldest first.
+    pub history: Mutex<VecDeque<HistoryEntry>>,
+}
+
+/// How many entries [`CheckpointStats::history`] keeps.
+pub const HISTORY: usize = 100;
+
+impl CheckpointStats {
+    fn record(&self, entry: HistoryEntry) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(entry);
+    }
 }
 
 /// How the coordinator ended.
@@ -105,6 +170,8 @@ pub enum Outcome {
     Finished,
     /// Stopped because the job is being torn down.
     Stopped,
+    /// A stop-with-savepoint completed: every task has stopped.
+    StoppedWithSavepoint(SavepointInfo),
 }
 
 /// The coordinator's wiring.
@@ -121,6 +188,10 @@ pub struct Coordinator {
     pub nodes: Vec<NodeInfo>,
     /// Acks and final states from tasks.
     pub events: Receiver<TaskEvent>,
+    /// Savepoint requests.
+    pub requests: Receiver<SavepointRequest>,
+    /// Take periodic checkpoints (false: savepoints and the final checkpoint only).
+    pub periodic: bool,
     /// Per node, per subtask: the task's control channel. Dropped when the
     /// coordinator exits, which releases sinks waiting for a commit.
     pub controls: Vec<Vec<Sender<Control>>>,
@@ -133,6 +204,11 @@ pub struct Coordinator {
 }
 
 struct Pending {
+    /// Where its objects go.
+    storage: Arc<Storage>,
+    dir: Path,
+    /// For savepoints: stop after it, and who asked.
+    savepoint: Option<(bool, Sender<Result<SavepointInfo, String>>)>,
     triggered: Instant,
     triggered_at_ms: u64,
     /// Per (node, subtask): uploaded entry, once its upload finished.
@@ -149,8 +225,9 @@ struct Uploaded {
 }
 
 impl Coordinator {
-    /// Runs until the final checkpoint completes, the job is torn down, or
-    /// checkpointing fails beyond `tolerable_failures`.
+    /// Runs until the final checkpoint completes, a stop-with-savepoint
+    /// completes, the job is torn down, or checkpointing fails beyond
+    /// `tolerable_failures`.
     ///
     /// # Errors
     /// The reason checkpointing failed the job.
@@ -159,6 +236,8 @@ impl Coordinator {
         let total: usize = self.nodes.iter().map(|n| n.parallelism as usize).sum();
         let mut finals: HashMap<(usize, u32), Vec<u8>> = HashMap::new();
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut queued: VecDeque<SavepointRequest> = VecDeque::new();
+        let mut stopping = false;
         let mut last_trigger = Instant::now();
         let mut last_complete = Instant::now() - self.spec.min_pause;
         let mut failures = 0u32;
@@ -170,35 +249,49 @@ impl Coordinator {
                     Ok(TaskEvent::Ack { checkpoint, node, subtask, state, alignment, sync }) => {
                         if let Some(p) = pending.get_mut(&checkpoint) {
                             p.started.insert((node, subtask), true);
-                            self.upload(checkpoint, (node, subtask), state, alignment, sync, &up_tx);
+                            self.upload(p, checkpoint, (node, subtask), state, alignment, sync, &up_tx);
                         }
                     }
                     Ok(TaskEvent::Finished { node, subtask, state }) => {
                         for (&id, p) in pending.iter_mut() {
                             if let std::collections::hash_map::Entry::Vacant(e) = p.started.entry((node, subtask)) {
                                 e.insert(false);
-                                self.upload(id, (node, subtask), state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
+                                self.upload(p, id, (node, subtask), state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
                             }
                         }
                         finals.insert((node, subtask), state);
                     }
                     Err(_) => return Ok(Outcome::Stopped),
                 },
+                recv(self.requests) -> req => {
+                    if let Ok(req) = req {
+                        if stopping {
+                            let _ = req.reply.send(Err("the job is already stopping with a savepoint".into()));
+                        } else {
+                            stopping = req.stop;
+                            queued.push_back(req);
+                        }
+                    }
+                },
                 recv(up_rx) -> up => {
                     let up = up.expect("the coordinator holds a sender");
                     let Some(p) = pending.get_mut(&up.checkpoint) else { continue };
                     if let Err(e) = up.result {
-                        pending.remove(&up.checkpoint);
-                        self.abandon(up.checkpoint, &format!("uploading state failed: {e}"), &mut failures)?;
+                        let p = pending.remove(&up.checkpoint).expect("present");
+                        self.abandon(up.checkpoint, p, &format!("uploading state failed: {e}"), &mut failures)?;
                         continue;
                     }
                     p.done.insert(up.key, up.entry);
                     if p.done.len() == total {
                         let p = pending.remove(&up.checkpoint).expect("present");
                         let is_final = p.started.values().all(|from_ack| !from_ack);
-                        self.complete(up.checkpoint, p, &mut pending)?;
+                        let stop = p.savepoint.as_ref().is_some_and(|(stop, _)| *stop);
+                        let info = self.complete(up.checkpoint, p, &mut pending)?;
                         failures = 0;
                         last_complete = Instant::now();
+                        if let (true, Some(info)) = (stop, info) {
+                            return Ok(Outcome::StoppedWithSavepoint(info));
+                        }
                         if is_final && finals.len() == total {
                             return Ok(Outcome::Finished);
                         }
@@ -207,14 +300,19 @@ impl Coordinator {
                 default(wake) => {}
             }
             if (self.cancelled)() {
+                for (_, p) in std::mem::take(&mut pending) {
+                    if let Some((_, reply)) = p.savepoint {
+                        let _ = reply.send(Err("the job failed before the savepoint completed".into()));
+                    }
+                }
                 return Ok(Outcome::Stopped);
             }
             let expired: Vec<u64> =
                 pending.iter().filter(|(_, p)| p.triggered.elapsed() > self.spec.timeout).map(|(&id, _)| id).collect();
             for id in expired {
-                pending.remove(&id);
+                let p = pending.remove(&id).expect("listed above");
                 let why = format!("not complete after {:?} ([checkpoint] timeout)", self.spec.timeout);
-                self.abandon(id, &why, &mut failures)?;
+                self.abandon(id, p, &why, &mut failures)?;
                 if final_id == Some(id) {
                     final_id = None;
                 }
@@ -226,41 +324,55 @@ impl Coordinator {
                 .enumerate()
                 .filter(|(_, n)| n.kind == "source")
                 .all(|(i, n)| (0..n.parallelism).all(|s| finals.contains_key(&(i, s))));
-            let due = if all_finished {
-                final_id.is_none() && pending.is_empty()
-            } else {
-                !sources_finished
-                    && pending.len() < self.spec.max_concurrent as usize
-                    && last_trigger.elapsed() >= self.spec.interval
-                    && last_complete.elapsed() >= self.spec.min_pause
-            };
-            if due {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.stats.last_triggered.fetch_max(id, Ordering::Relaxed);
-                last_trigger = Instant::now();
-                if all_finished {
-                    final_id = Some(id);
-                }
-                let mut p = Pending {
-                    triggered: Instant::now(),
-                    triggered_at_ms: unix_ms(),
-                    done: HashMap::new(),
-                    started: HashMap::new(),
+            let room = pending.len() < self.spec.max_concurrent as usize;
+            let savepoint = if room && final_id.is_none() { queued.pop_front() } else { None };
+            let due = savepoint.is_some()
+                || if all_finished {
+                    final_id.is_none() && pending.is_empty()
+                } else {
+                    self.periodic
+                        && !stopping
+                        && !sources_finished
+                        && room
+                        && last_trigger.elapsed() >= self.spec.interval
+                        && last_complete.elapsed() >= self.spec.min_pause
                 };
-                for (&key, state) in &finals {
-                    p.started.insert(key, false);
-                    self.upload(id, key, state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
-                }
-                pending.insert(id, p);
-                tracing::debug!("checkpoint {id} triggered");
-                for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.kind == "source") {
-                    for s in 0..node.parallelism {
-                        if !finals.contains_key(&(i, s)) {
-                            // A source that just finished has dropped its receiver; its
-                            // final state arrives as an event instead.
-                            let _ = self.controls[i][s as usize].send(Control::Trigger(id));
-                        }
+            if !due {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.stats.last_triggered.fetch_max(id, Ordering::Relaxed);
+            last_trigger = Instant::now();
+            if all_finished && savepoint.is_none() {
+                final_id = Some(id);
+            }
+            let stop = savepoint.as_ref().is_some_and(|r| r.stop);
+            let (storage, dir) = match &savepoint {
+                Some(req) => (req.target.clone(), req.target.paths().savepoint(id)),
+                None => (self.storage.clone(), self.storage.paths().checkpoint(id)),
+            };
+            let mut p = Pending {
+                storage,
+                dir,
+                savepoint: savepoint.map(|r| (r.stop, r.reply)),
+                triggered: Instant::now(),
+                triggered_at_ms: unix_ms(),
+                done: HashMap::new(),
+                started: HashMap::new(),
+            };
+            for (&key, state) in &finals {
+                p.started.insert(key, false);
+                self.upload(&p, id, key, state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
+            }
+            tracing::debug!("{} {id} triggered", if p.savepoint.is_some() { "savepoint" } else { "checkpoint" });
+            pending.insert(id, p);
+            for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.kind == "source") {
+                for s in 0..node.parallelism {
+                    if !finals.contains_key(&(i, s)) {
+                        // A source that just finished has dropped its receiver; its
+                        // final state arrives as an event instead.
+                        let _ = self.controls[i][s as usize].send(Control::Trigger(Barrier { id, stop }));
                     }
                 }
             }
@@ -270,6 +382,7 @@ impl Coordinator {
     #[allow(clippy::too_many_arguments)]
     fn upload(
         &self,
+        p: &Pending,
         checkpoint: u64,
         key: (usize, u32),
         state: Vec<u8>,
@@ -287,14 +400,21 @@ impl Coordinator {
             alignment_ms: alignment.as_millis() as u64,
             sync_ms: sync.as_millis() as u64,
         };
-        let path = self.storage.paths().state(checkpoint, &object);
+        let path = Paths::object_in(&p.dir, &object);
         let done = done.clone();
-        self.storage.spawn_put(path, state, move |result| {
+        p.storage.spawn_put(path, state, move |result| {
             let _ = done.send(Uploaded { checkpoint, key, entry, result });
         });
     }
 
-    fn complete(&mut self, id: u64, p: Pending, pending: &mut BTreeMap<u64, Pending>) -> Result<(), Error> {
+    /// Writes the manifest and tells every task. Returns the savepoint's
+    /// location if it was one.
+    fn complete(
+        &mut self,
+        id: u64,
+        p: Pending,
+        pending: &mut BTreeMap<u64, Pending>,
+    ) -> Result<Option<SavepointInfo>, Error> {
         let duration = p.triggered.elapsed();
         let mut nodes = Vec::with_capacity(self.nodes.len());
         let mut total_bytes = 0;
@@ -313,10 +433,12 @@ impl Coordinator {
             });
         }
         let finished = p.started.values().all(|from_ack| !from_ack);
+        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
         let manifest = Manifest {
             format: manifest::FORMAT,
             job: self.job.clone(),
             checkpoint_id: id,
+            kind: kind.into(),
             finished,
             triggered_at_ms: p.triggered_at_ms,
             duration_ms: duration.as_millis() as u64,
@@ -325,20 +447,43 @@ impl Coordinator {
             nodes,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-        self.storage.put_new(&self.storage.paths().manifest(id), json).map_err(|e| {
-            Error::Internal(format!(
-                "could not write the manifest of checkpoint {id} ({e}); is another `weir run` of job `{}` writing to {}?",
+        if let Err(e) = p.storage.put_new(&Paths::manifest_in(&p.dir), json) {
+            let why = format!(
+                "could not write the manifest of {kind} {id} ({e}); is another `weir run` of job `{}` writing to {}?",
                 self.job,
-                self.storage.url()
-            ))
-        })?;
-        tracing::info!(
-            "checkpoint {id} complete{}: {} ms, {} bytes, max alignment {} ms",
+                p.storage.url()
+            );
+            if let Some((false, reply)) = &p.savepoint {
+                // A failed savepoint is reported to whoever asked; the job goes on.
+                let _ = reply.send(Err(why));
+                return Ok(None);
+            }
+            return Err(Error::Checkpoint(why));
+        }
+        let message = format!(
+            "{kind} {id} complete{}: {} ms, {} bytes, max alignment {} ms",
             if finished { " (final)" } else { "" },
             manifest.duration_ms,
             total_bytes,
             max_alignment
         );
+        if self.periodic || p.savepoint.is_some() {
+            tracing::info!("{message}");
+        } else {
+            // Without [checkpoint], the only checkpoint is the in-memory final one.
+            tracing::debug!("{message}");
+        }
+        let location = p.storage.location(&p.dir);
+        self.stats.record(HistoryEntry {
+            id,
+            kind,
+            status: "completed",
+            triggered_at_ms: p.triggered_at_ms,
+            duration_ms: manifest.duration_ms,
+            bytes: total_bytes,
+            max_alignment_ms: max_alignment,
+            detail: if p.savepoint.is_some() { location.clone() } else { String::new() },
+        });
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_id.store(id, Ordering::Relaxed);
         self.stats.last_duration_ms.store(manifest.duration_ms, Ordering::Relaxed);
@@ -350,14 +495,21 @@ impl Coordinator {
                 let _ = tx.send(Control::Complete { checkpoint: id, includes_final });
             }
         }
-        // A newer complete checkpoint subsumes older pending ones.
-        let older: Vec<u64> = pending.range(..id).map(|(&k, _)| k).collect();
+        // A newer complete checkpoint subsumes older pending ones (savepoints
+        // were asked for: they run to completion or time out).
+        let older: Vec<u64> = pending.range(..id).filter(|(_, p)| p.savepoint.is_none()).map(|(&k, _)| k).collect();
         for old in older {
             pending.remove(&old);
             let _ = self.storage.delete_checkpoint(old);
         }
+        if let Some((_, reply)) = p.savepoint {
+            tracing::info!("savepoint {id} is at {location}");
+            let info = SavepointInfo { id, path: location };
+            let _ = reply.send(Ok(info.clone()));
+            return Ok(Some(info));
+        }
         self.retain(id);
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes complete checkpoints beyond `retain` and incomplete ones older than `newest`.
@@ -377,12 +529,33 @@ impl Coordinator {
         }
     }
 
-    fn abandon(&self, id: u64, why: &str, failures: &mut u32) -> Result<(), Error> {
-        *failures += 1;
-        tracing::warn!("checkpoint {id} abandoned: {why}");
-        if let Err(e) = self.storage.delete_checkpoint(id) {
-            tracing::warn!("could not delete abandoned checkpoint {id}: {e}");
+    /// Gives up on `p`: deletes its objects, records why, and fails the job
+    /// once too many checkpoints in a row failed (or a stop-with-savepoint did).
+    fn abandon(&self, id: u64, p: Pending, why: &str, failures: &mut u32) -> Result<(), Error> {
+        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
+        tracing::warn!("{kind} {id} abandoned: {why}");
+        if let Err(e) = p.storage.delete_dir(&p.dir) {
+            tracing::warn!("could not delete abandoned {kind} {id}: {e}");
         }
+        self.stats.record(HistoryEntry {
+            id,
+            kind,
+            status: "abandoned",
+            triggered_at_ms: p.triggered_at_ms,
+            duration_ms: p.triggered.elapsed().as_millis() as u64,
+            bytes: 0,
+            max_alignment_ms: 0,
+            detail: why.to_owned(),
+        });
+        if let Some((stop, reply)) = p.savepoint {
+            let _ = reply.send(Err(format!("savepoint {id} failed: {why}")));
+            if stop {
+                // The sources have stopped: the job cannot go on as it is.
+                return Err(Error::Checkpoint(format!("stop-with-savepoint {id} failed ({why})")));
+            }
+            return Ok(());
+        }
+        *failures += 1;
         if *failures > self.spec.tolerable_failures {
             return Err(Error::Checkpoint(format!(
                 "checkpoint {id} failed ({why}), {failures} failure(s) in a row, more than [checkpoint] tolerable_failures = {}",

@@ -1,11 +1,15 @@
-//! `weir checkpoints list`: what a job's checkpoint store holds, one row per
-//! checkpoint, complete or not, read from listings and manifests only.
+//! `weir checkpoints list` (what a job's checkpoint store holds, one row per
+//! checkpoint, complete or not, read from listings and manifests only) and
+//! `weir inspect` (one manifest, in human form).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::HumanBytes;
 
+use weir_sdk::keygroup;
+
+use super::manifest::Manifest;
 use super::storage::Storage;
 use crate::Error;
 
@@ -67,6 +71,44 @@ pub fn table(rows: &[Row]) -> String {
             r.status,
             HumanBytes(r.bytes).to_string()
         );
+    }
+    out
+}
+
+/// `weir inspect`: a manifest in human form — job, operators, module
+/// versions, parallelism, key-group ranges, sizes.
+pub fn inspect(m: &Manifest, location: &str) -> String {
+    let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(m.triggered_at_ms));
+    let mut out = format!(
+        "{} {} of job `{}` at {location}\n  taken {time} in {} ms{}; {} in all; {} key groups (max_parallelism)\n",
+        m.kind,
+        m.checkpoint_id,
+        m.job,
+        m.duration_ms,
+        if m.finished { ", after all input was processed (final)" } else { "" },
+        HumanBytes(m.total_bytes),
+        m.max_parallelism
+    );
+    for node in &m.nodes {
+        let module = node.module.as_ref().map_or_else(String::new, |md| {
+            format!(" — {} {} (state version {})", md.name, md.version, md.state_version)
+        });
+        let _ = writeln!(out, "\n  {} `{}` ×{}{module}", node.kind, node.id, node.parallelism);
+        for s in &node.subtasks {
+            let groups = if node.kind == "operator" {
+                let r = keygroup::key_group_range(s.subtask, node.parallelism, m.max_parallelism);
+                format!("  key groups {}..{}", r.start, r.end)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "    subtask {:<3} {:>10}  {}{groups}",
+                s.subtask,
+                HumanBytes(s.size).to_string(),
+                s.object
+            );
+        }
     }
     out
 }

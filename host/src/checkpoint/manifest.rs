@@ -16,6 +16,10 @@ pub struct Manifest {
     pub job: String,
     /// Checkpoint id (increases across runs of the job).
     pub checkpoint_id: u64,
+    /// `checkpoint` (periodic, owned by the job's store and its retention)
+    /// or `savepoint` (taken on request, self-contained, never deleted by Weir).
+    #[serde(default = "checkpoint_kind")]
+    pub kind: String,
     /// Every task had finished: restoring it ends the job at once.
     pub finished: bool,
     /// When the checkpoint was triggered (ms since the Unix epoch).
@@ -91,4 +95,8 @@ impl Manifest {
         }
         Ok(m)
     }
+}
+
+fn checkpoint_kind() -> String {
+    "checkpoint".into()
 }

@@ -7,6 +7,10 @@
 //!         <node id>/<subtask>.state      one state object per subtask
 //! ```
 //! Checkpoint ids are zero-padded so listings sort numerically.
+//!
+//! A savepoint is the same set of objects in its own directory,
+//! `<target>/savepoint-<job name>-<id>/`, with object paths in its manifest
+//! relative to that directory — so it can be moved or copied as a whole.
 
 use object_store::path::{Path, PathPart};
 
@@ -15,13 +19,15 @@ const MANIFEST: &str = "_manifest.json";
 /// Paths of one job's checkpoints.
 #[derive(Debug, Clone)]
 pub struct Paths {
+    prefix: Path,
+    job: String,
     root: Path,
 }
 
 impl Paths {
     /// Paths under `prefix` for job `job`.
     pub fn new(prefix: &Path, job: &str) -> Self {
-        Self { root: prefix.clone().join(PathPart::from(job)) }
+        Self { prefix: prefix.clone(), job: job.to_owned(), root: prefix.clone().join(PathPart::from(job)) }
     }
 
     /// The job's directory.
@@ -36,7 +42,22 @@ impl Paths {
 
     /// The manifest of checkpoint `id`.
     pub fn manifest(&self, id: u64) -> Path {
-        self.checkpoint(id).join(MANIFEST)
+        Self::manifest_in(&self.checkpoint(id))
+    }
+
+    /// Directory of savepoint `id` (under the store's prefix, not the job's directory).
+    pub fn savepoint(&self, id: u64) -> Path {
+        self.prefix.clone().join(PathPart::from(format!("savepoint-{}-{id:010}", self.job).as_str()))
+    }
+
+    /// The manifest in checkpoint or savepoint directory `dir`.
+    pub fn manifest_in(dir: &Path) -> Path {
+        dir.clone().join(MANIFEST)
+    }
+
+    /// The object `name` (from [`Self::state_name`]) in checkpoint or savepoint directory `dir`.
+    pub fn object_in(dir: &Path, name: &str) -> Path {
+        name.split('/').fold(dir.clone(), |path, part| path.join(part))
     }
 
     /// The state object of `node`'s `subtask`, relative to its checkpoint directory.
@@ -46,11 +67,7 @@ impl Paths {
 
     /// The state object `name` (from [`Self::state_name`]) of checkpoint `id`.
     pub fn state(&self, id: u64, name: &str) -> Path {
-        let mut path = self.checkpoint(id);
-        for part in name.split('/') {
-            path = path.join(part);
-        }
-        path
+        Self::object_in(&self.checkpoint(id), name)
     }
 
     /// If `location` is inside a checkpoint directory, that checkpoint's id and

@@ -1,16 +1,29 @@
-//! Choosing what to restore: the newest complete checkpoint whose every
-//! state object is present with the recorded size and checksum. A damaged
-//! checkpoint is skipped with a warning naming what is wrong, and the one
-//! before it is tried. A checkpoint of a different job graph is an error
-//! (not a reason to fall back): restoring it would silently drop state.
+//! Choosing what to restore, and fitting it to the job.
+//!
+//! - After a crash or failure: the newest complete checkpoint whose every
+//!   state object is present with the recorded size and checksum. A damaged
+//!   checkpoint is skipped with a warning naming what is wrong, and the one
+//!   before it is tried. A checkpoint of a different job graph is an error
+//!   (not a reason to fall back): restoring it would silently drop state.
+//! - From a savepoint (`--from-savepoint`): state is matched to nodes by id.
+//!   A node without saved state starts empty; saved state without a node is
+//!   an error unless allowed. An operator may change its module (the new
+//!   one gets the old state version and may migrate) and its parallelism:
+//!   keyed state moves by key group, operator-wide blobs go to every new
+//!   subtask (union). Sources and sinks keep their parallelism.
 
 use std::collections::HashMap;
 
-use super::manifest::{Manifest, checksum};
-use super::state::{self, TaskState};
+use object_store::path::Path;
+use weir_sdk::keygroup;
+
+use super::manifest::{Manifest, NodeEntry, checksum};
+use super::paths::Paths;
+use super::state::{self, GuestState, OperatorState, TaskState};
 use super::storage::Storage;
 use crate::Error;
-use crate::job::JobPlan;
+use crate::job::{JobPlan, NodeKind};
+use crate::wasm::OperatorModule;
 
 /// A checkpoint loaded and verified, ready to hand out per-subtask state.
 #[derive(Debug)]
@@ -76,12 +89,19 @@ pub fn find_latest(storage: &Storage, plan: &JobPlan, since: u64) -> Result<Foun
 
 /// Loads and verifies checkpoint `id`.
 fn load(storage: &Storage, id: u64, plan: &JobPlan) -> Result<Restored, Error> {
-    let manifest = storage.read_manifest(id)?;
+    let dir = storage.paths().checkpoint(id);
+    let manifest = storage.read_manifest_in(&dir)?;
     check_graph(&manifest, plan)?;
+    let states = load_states(storage, &dir, &manifest)?;
+    Ok(Restored { manifest, states })
+}
+
+/// Every state object of the checkpoint or savepoint in `dir`, verified.
+fn load_states(storage: &Storage, dir: &Path, manifest: &Manifest) -> Result<HashMap<(String, u32), TaskState>, Error> {
     let mut states = HashMap::new();
     for node in &manifest.nodes {
         for sub in &node.subtasks {
-            let bytes = storage.get(&storage.paths().state(id, &sub.object))?;
+            let bytes = storage.get(&Paths::object_in(dir, &sub.object))?;
             if bytes.len() as u64 != sub.size || checksum(&bytes) != sub.checksum {
                 return Err(Error::Corrupt(format!(
                     "state object {} has {} bytes with checksum {}, the manifest says {} bytes with {}",
@@ -97,7 +117,131 @@ fn load(storage: &Storage, id: u64, plan: &JobPlan) -> Result<Restored, Error> {
             states.insert((node.id.clone(), sub.subtask), state);
         }
     }
+    Ok(states)
+}
+
+/// Loads the savepoint (or retained checkpoint) at `storage`'s root and fits
+/// it to `plan`, whose operator modules are `modules` (index-aligned).
+///
+/// # Errors
+/// [`Error::InvalidJob`] when the savepoint does not fit the job (state for
+/// a node that is gone — unless `allow_non_restored` —, a changed source or
+/// sink parallelism, a different `max_parallelism`, a state version newer
+/// than the new module's); [`Error::Corrupt`] / [`Error::Storage`] when it
+/// cannot be read.
+pub fn from_savepoint(
+    storage: &Storage,
+    plan: &JobPlan,
+    modules: &[Option<OperatorModule>],
+    allow_non_restored: bool,
+) -> Result<Restored, Error> {
+    let dir = storage.root_dir();
+    let manifest = storage.read_manifest_in(&dir).map_err(|e| match e {
+        Error::Storage { .. } => {
+            Error::InvalidJob(format!("{} is not a savepoint: it has no readable _manifest.json ({e})", storage.url()))
+        }
+        other => other,
+    })?;
+    let saved = load_states(storage, &dir, &manifest)?;
+    let what = format!("{} {} of job `{}` ({})", manifest.kind, manifest.checkpoint_id, manifest.job, storage.url());
+    let misfit = |msg: String| Error::InvalidJob(format!("{what} does not fit this job: {msg}"));
+    if manifest.max_parallelism != plan.max_parallelism {
+        return Err(misfit(format!(
+            "it has {} key groups (max_parallelism), the job {}; max_parallelism cannot change",
+            manifest.max_parallelism, plan.max_parallelism
+        )));
+    }
+    let orphans: Vec<&str> =
+        manifest.nodes.iter().filter(|n| !plan.nodes.iter().any(|p| p.id == n.id)).map(|n| n.id.as_str()).collect();
+    if !orphans.is_empty() {
+        if !allow_non_restored {
+            return Err(misfit(format!(
+                "it has state for {}, which the job no longer has; rename the node back, or pass \
+                 --allow-non-restored-state to drop that state",
+                orphans.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        tracing::warn!("dropping the state of {} (--allow-non-restored-state)", orphans.join(", "));
+    }
+    let mut states = HashMap::new();
+    for (n, node) in plan.nodes.iter().enumerate() {
+        let Some(entry) = manifest.nodes.iter().find(|e| e.id == node.id) else {
+            tracing::info!("`{}` has no state in the {}: it starts empty", node.id, manifest.kind);
+            continue;
+        };
+        let old: Vec<&TaskState> = (0..entry.parallelism).filter_map(|s| saved.get(&(entry.id.clone(), s))).collect();
+        if let (Some(module), Some(saved_module)) = (&modules[n], &entry.module) {
+            let new_version = module.descriptor().state_version;
+            if saved_module.state_version > new_version {
+                return Err(misfit(format!(
+                    "operator `{}` has state version {} (written by {} {}), but {} {} reads state versions up to {new_version}",
+                    node.id,
+                    saved_module.state_version,
+                    saved_module.name,
+                    saved_module.version,
+                    module.descriptor().name,
+                    module.descriptor().version
+                )));
+            }
+        }
+        if entry.parallelism == node.parallelism {
+            for (s, state) in old.into_iter().enumerate() {
+                states.insert((node.id.clone(), s as u32), state.clone());
+            }
+            continue;
+        }
+        if !matches!(node.kind, NodeKind::Operator { .. }) {
+            return Err(misfit(format!(
+                "`{}` had parallelism {}, now {}; only operators can be rescaled",
+                node.id, entry.parallelism, node.parallelism
+            )));
+        }
+        tracing::info!(
+            "rescaling `{}` from {} to {} subtasks by key group",
+            node.id,
+            entry.parallelism,
+            node.parallelism
+        );
+        for s in 0..node.parallelism {
+            let state = rescale(entry, &old, s, node.parallelism, plan.max_parallelism).map_err(misfit)?;
+            states.insert((node.id.clone(), s), state);
+        }
+    }
     Ok(Restored { manifest, states })
+}
+
+/// The state of new subtask `subtask` of `parallelism` for an operator saved
+/// with other parallelism: the key groups it now owns, and every old
+/// operator-wide blob (union redistribution).
+fn rescale(
+    entry: &NodeEntry,
+    old: &[&TaskState],
+    subtask: u32,
+    parallelism: u32,
+    max_parallelism: u32,
+) -> Result<TaskState, String> {
+    let mut ops: Vec<&OperatorState> = Vec::with_capacity(old.len());
+    for state in old {
+        match state {
+            TaskState::Operator(op) => ops.push(op),
+            other => return Err(format!("`{}` holds {} state, not operator state", entry.id, other.kind())),
+        }
+    }
+    if ops.iter().all(|op| op.finished) {
+        return Ok(TaskState::Operator(OperatorState { finished: true, guest: None }));
+    }
+    if ops.iter().any(|op| op.finished) {
+        return Err(format!("`{}` cannot be rescaled: some of its subtasks had already finished", entry.id));
+    }
+    let owned = keygroup::key_group_range(subtask, parallelism, max_parallelism);
+    let guests: Vec<&GuestState> = ops.iter().filter_map(|op| op.guest.as_ref()).collect();
+    let version = guests.first().map_or(1, |g| g.version);
+    let guest = GuestState {
+        version,
+        operator: guests.iter().flat_map(|g| g.operator.iter().cloned()).collect(),
+        keyed: guests.iter().flat_map(|g| g.keyed.iter()).filter(|k| owned.contains(&k.group)).cloned().collect(),
+    };
+    Ok(TaskState::Operator(OperatorState { finished: false, guest: Some(guest) }))
 }
 
 /// The checkpoint must describe the same nodes with the same parallelism.

@@ -23,6 +23,8 @@ use crate::Error;
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     paths: Paths,
+    /// The path inside the store everything lives under (`s3://bucket/PREFIX`).
+    prefix: Path,
     url: String,
     /// For `file://` stores: the directory, so emptied checkpoint
     /// directories can be removed (object stores have no directories).
@@ -54,7 +56,7 @@ fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
 }
 
 /// TLS for S3 uses rustls with the `ring` provider; it must be chosen once per process.
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Fails only if a provider is already installed, which is fine too.
@@ -112,7 +114,7 @@ impl Storage {
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the storage runtime", e))?;
-        Ok(Self { store, paths: Paths::new(&prefix, job), url: url.to_owned(), local_dir, rt })
+        Ok(Self { store, paths: Paths::new(&prefix, job), prefix, url: url.to_owned(), local_dir, rt })
     }
 
     /// The store URL, for messages.
@@ -152,8 +154,21 @@ impl Storage {
     /// # Errors
     /// [`Error::Storage`] if unreadable, [`Error::Corrupt`] if not a manifest.
     pub fn read_manifest(&self, id: u64) -> Result<Manifest, Error> {
-        let bytes = self.get(&self.paths.manifest(id))?;
-        Manifest::from_json(&bytes).map_err(|e| Error::Corrupt(format!("checkpoint {id}: {e}")))
+        self.read_manifest_in(&self.paths.checkpoint(id))
+    }
+
+    /// Reads the manifest of the checkpoint or savepoint directory `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if unreadable, [`Error::Corrupt`] if not a manifest.
+    pub fn read_manifest_in(&self, dir: &Path) -> Result<Manifest, Error> {
+        let bytes = self.get(&Paths::manifest_in(dir))?;
+        Manifest::from_json(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", self.location(dir))))
+    }
+
+    /// The store's root (where a savepoint opened as its own store keeps its manifest).
+    pub fn root_dir(&self) -> Path {
+        self.prefix.clone()
     }
 
     /// Reads an object.
@@ -191,15 +206,22 @@ impl Storage {
     /// # Errors
     /// [`Error::Storage`].
     pub fn delete_checkpoint(&self, id: u64) -> Result<(), Error> {
-        let dir = self.paths.checkpoint(id);
-        let manifest = self.paths.manifest(id);
+        self.delete_dir(&self.paths.checkpoint(id))
+    }
+
+    /// Deletes the checkpoint or savepoint directory `dir`, manifest first.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn delete_dir(&self, dir: &Path) -> Result<(), Error> {
+        let manifest = Paths::manifest_in(dir);
         self.rt
             .block_on(async {
                 match self.store.delete(&manifest).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+                let objects: Vec<_> = self.store.list(Some(dir)).try_collect().await?;
                 for meta in objects {
                     match self.store.delete(&meta.location).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -208,12 +230,24 @@ impl Storage {
                 }
                 Ok(())
             })
-            .map_err(storage_error(format!("deleting checkpoint {id} from {}", self.url)))?;
+            .map_err(storage_error(format!("deleting {dir} from {}", self.url)))?;
         if let Some(local) = &self.local_dir {
-            let dir: std::path::PathBuf = local.join(dir.as_ref());
             // Only empty directories are left; a failure here leaves clutter, not state.
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(local.join(dir.as_ref()));
         }
         Ok(())
+    }
+
+    /// A person-readable location of `dir`: a local path for `file://`
+    /// stores, else the store URL joined with the path.
+    pub fn location(&self, dir: &Path) -> String {
+        match &self.local_dir {
+            Some(local) => local.join(dir.as_ref()).display().to_string(),
+            None => format!(
+                "{}/{}",
+                self.url.trim_end_matches('/'),
+                dir.as_ref().trim_start_matches(self.prefix.as_ref()).trim_start_matches('/')
+            ),
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select};
 
 use super::Cancelled;
-use super::message::{Batch, Message};
+use super::message::{Barrier, Batch, Message};
 use crate::checkpoint::coordinator::Control;
 
 /// What [`Inputs::next`] found.
@@ -33,6 +33,8 @@ pub enum Next {
     Aligned {
         /// Checkpoint id.
         checkpoint: u64,
+        /// Stop after this snapshot (stop-with-savepoint).
+        stop: bool,
         /// From the first barrier to the last.
         alignment: Duration,
     },
@@ -60,7 +62,7 @@ pub struct Inputs {
     /// coordinator goes away.
     control: Option<Receiver<Control>>,
     /// The checkpoint being aligned, and when its first barrier came.
-    aligning: Option<(u64, Instant)>,
+    aligning: Option<(Barrier, Instant)>,
 }
 
 enum Got {
@@ -81,12 +83,12 @@ impl Inputs {
     /// [`Cancelled`] if an upstream task failed, or `on_idle` did.
     pub fn next(&mut self, mut on_idle: impl FnMut() -> Result<(), Cancelled>) -> Result<Next, Cancelled> {
         loop {
-            if let Some((checkpoint, started)) = self.aligning
+            if let Some((barrier, started)) = self.aligning
                 && !self.state.contains(&State::Open)
             {
                 self.aligning = None;
                 self.state.iter_mut().filter(|s| **s == State::Blocked).for_each(|s| *s = State::Open);
-                return Ok(Next::Aligned { checkpoint, alignment: started.elapsed() });
+                return Ok(Next::Aligned { checkpoint: barrier.id, stop: barrier.stop, alignment: started.elapsed() });
             }
             if self.state.iter().all(|s| *s == State::Ended) {
                 return Ok(Next::AllEnded);
@@ -102,11 +104,18 @@ impl Inputs {
                 Got::Control(c) => return Ok(Next::Control(c)),
                 Got::Data(channel, Message::Batch(batch)) => return Ok(Next::Batch { channel, batch }),
                 Got::Data(channel, Message::End) => self.state[channel] = State::Ended,
-                Got::Data(channel, Message::Barrier(n)) => {
-                    match self.aligning {
-                        None => self.aligning = Some((n, Instant::now())),
-                        Some((current, _)) if current != n => {
-                            tracing::warn!("barrier {n} arrived while aligning {current}; treating it as {current}")
+                Got::Data(channel, Message::Barrier(barrier)) => {
+                    match &mut self.aligning {
+                        None => self.aligning = Some((barrier, Instant::now())),
+                        Some((current, _)) if current.id != barrier.id => {
+                            // Cannot happen with one coordinator (barriers travel in order on
+                            // every channel); merge rather than deadlock if it ever does.
+                            tracing::warn!(
+                                "barrier {} arrived while aligning {}; merging them",
+                                barrier.id,
+                                current.id
+                            );
+                            current.stop |= barrier.stop;
                         }
                         Some(_) => {}
                     }
@@ -189,12 +198,12 @@ mod tests {
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
         let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
         // a: barrier 1, then a record that belongs after the checkpoint.
-        a_tx.send(Message::Barrier(1)).unwrap();
+        a_tx.send(Message::Barrier(Barrier::new(1))).unwrap();
         a_tx.send(batch()).unwrap();
         // b: two records before its barrier.
         b_tx.send(batch()).unwrap();
         b_tx.send(batch()).unwrap();
-        b_tx.send(Message::Barrier(1)).unwrap();
+        b_tx.send(Message::Barrier(Barrier::new(1))).unwrap();
         let mut seen = Vec::new();
         loop {
             match inputs.next(|| Ok(())).unwrap() {
@@ -215,7 +224,7 @@ mod tests {
         let (a_tx, a_rx) = crossbeam_channel::unbounded();
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
         let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
-        a_tx.send(Message::Barrier(4)).unwrap();
+        a_tx.send(Message::Barrier(Barrier::new(4))).unwrap();
         b_tx.send(batch()).unwrap();
         b_tx.send(Message::End).unwrap();
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 1, .. }));

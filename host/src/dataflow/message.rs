@@ -14,9 +14,26 @@ pub struct Batch {
 pub enum Message {
     /// Records.
     Batch(Batch),
-    /// Checkpoint barrier: every record before it belongs to checkpoint `n`.
-    Barrier(u64),
+    /// Checkpoint barrier: every record before it belongs to the checkpoint.
+    Barrier(Barrier),
     /// The sender has no more records, ever. A channel that disconnects
     /// without `End` means the sender failed.
     End,
+}
+
+/// A checkpoint barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// Checkpoint (or savepoint) id.
+    pub id: u64,
+    /// Stop-with-savepoint: after snapshotting, every task stops (without
+    /// `finish`, so the job can resume from the savepoint).
+    pub stop: bool,
+}
+
+impl Barrier {
+    /// A periodic checkpoint's (or a savepoint's) barrier.
+    pub fn new(id: u64) -> Self {
+        Self { id, stop: false }
+    }
 }

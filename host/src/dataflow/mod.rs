@@ -25,7 +25,9 @@ use self::message::Message;
 use self::metrics::NodeMetrics;
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
 use crate::Error;
-use crate::checkpoint::coordinator::{CheckpointStats, Control, Coordinator, NodeInfo, Outcome, TaskEvent};
+use crate::checkpoint::coordinator::{
+    CheckpointStats, Control, Coordinator, NodeInfo, Outcome, SavepointInfo, SavepointRequest, TaskEvent,
+};
 use crate::checkpoint::manifest::ModuleEntry;
 use crate::checkpoint::restore::Restored;
 use crate::checkpoint::state::{SourcePosition, TaskState};
@@ -36,6 +38,7 @@ use crate::connectors::generator::Generator;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Sink, Source};
 use crate::error::GuestError;
+use crate::job::spec::CheckpointSpec;
 use crate::job::spec::Partition;
 use crate::job::{JobPlan, NodeKind};
 use crate::wasm::OperatorModule;
@@ -125,10 +128,18 @@ pub struct RunSummary {
     pub restored_from: Option<u64>,
     /// Checkpoint counters, if checkpointing.
     pub checkpoints: Option<Arc<CheckpointStats>>,
+    /// The savepoint a stop-with-savepoint ended the job with.
+    pub stopped_with: Option<SavepointInfo>,
 }
 
 /// Checkpointing for one attempt of a job.
 pub struct CheckpointSetup<'a> {
+    /// Settings (defaults when the job has no `[checkpoint]`).
+    pub spec: CheckpointSpec,
+    /// Periodic checkpoints (else only savepoints and the final checkpoint).
+    pub periodic: bool,
+    /// Savepoint requests from the control API.
+    pub requests: Receiver<SavepointRequest>,
     /// Where checkpoints go.
     pub storage: Arc<Storage>,
     /// The checkpoint to resume from, if any.
@@ -148,10 +159,17 @@ pub struct RunningJob {
     done: Receiver<()>,
     stats: Vec<NodeStats>,
     failure: Arc<FailureSlot>,
+    /// Set when a stop-with-savepoint ended the job.
+    stopped_with: Arc<Mutex<Option<SavepointInfo>>>,
     started: Instant,
 }
 
 impl RunningJob {
+    /// Stops every task as failed with `cause` (e.g. [`Error::Cancelled`]).
+    pub fn fail(&self, cause: Error) {
+        self.failure.record(Err(TaskError::Failed(cause)));
+    }
+
     /// Per-node counters, live.
     pub fn stats(&self) -> &[NodeStats] {
         &self.stats
@@ -179,12 +197,14 @@ impl RunningJob {
         if self.failure.any_cancelled.load(Ordering::Relaxed) {
             return Err(Error::Internal("a task stopped without a recorded cause".into()));
         }
+        let stopped_with = self.stopped_with.lock().unwrap_or_else(|p| p.into_inner()).take();
         Ok(RunSummary {
             job: self.job,
             elapsed: self.started.elapsed(),
             nodes: self.stats,
             restored_from: None,
             checkpoints: None,
+            stopped_with,
         })
     }
 }
@@ -211,11 +231,7 @@ pub fn node_infos(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Vec<Nod
         .zip(modules)
         .map(|(node, module)| NodeInfo {
             id: node.id.clone(),
-            kind: match node.kind {
-                NodeKind::FileSource { .. } | NodeKind::Generator(_) => "source",
-                NodeKind::Operator { .. } => "operator",
-                NodeKind::FileSink { .. } | NodeKind::StdoutSink => "sink",
-            },
+            kind: node.kind.label(),
             parallelism: node.parallelism,
             module: module.as_ref().map(|m| {
                 let d = m.descriptor();
@@ -329,11 +345,14 @@ pub fn start(
         controls.push(node_controls);
     }
     drop(events_tx);
+    let stopped_with = Arc::new(Mutex::new(None));
     if let Some(setup) = checkpoints {
-        let spec = plan.checkpoint.clone().expect("checkpoint setup implies a [checkpoint] section");
         let cancel = failure.clone();
+        let stop_slot = stopped_with.clone();
         let coordinator = Coordinator {
-            spec,
+            spec: setup.spec,
+            periodic: setup.periodic,
+            requests: setup.requests,
             storage: setup.storage,
             job: plan.name.clone(),
             max_parallelism: plan.max_parallelism,
@@ -348,6 +367,10 @@ pub fn start(
             "checkpoints".into(),
             Box::new(move || match coordinator.run() {
                 Ok(Outcome::Finished) => Ok(()),
+                Ok(Outcome::StoppedWithSavepoint(info)) => {
+                    *stop_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+                    Ok(())
+                }
                 Ok(Outcome::Stopped) => Err(TaskError::Cancelled),
                 Err(e) => Err(TaskError::Failed(e)),
             }),
@@ -371,7 +394,7 @@ pub fn start(
             }
         }
     }
-    Ok(RunningJob { job: plan.name.clone(), threads, done, stats, failure, started })
+    Ok(RunningJob { job: plan.name.clone(), threads, done, stats, failure, stopped_with, started })
 }
 
 /// The body of one subtask's thread.

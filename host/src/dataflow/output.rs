@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use weir_sdk::{frame, keygroup};
 
-use super::message::{Batch, Message};
+use super::message::{Barrier, Batch, Message};
 use super::metrics::NodeMetrics;
 use super::{Cancelled, TaskError};
 use crate::error::{GuestError, GuestFailure};
@@ -148,13 +148,13 @@ impl Outputs {
         self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::End))
     }
 
-    /// Flushes and sends checkpoint barrier `checkpoint` to every downstream
+    /// Flushes and sends `barrier` to every downstream
     /// subtask, so it follows every record emitted before it.
     ///
     /// # Errors
     /// [`Cancelled`] if a downstream task is gone.
-    pub fn barrier(&mut self, checkpoint: u64) -> Result<(), Cancelled> {
-        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::Barrier(checkpoint)))
+    pub fn barrier(&mut self, barrier: Barrier) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::Barrier(barrier)))
     }
 }
 

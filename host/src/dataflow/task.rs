@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::inputs::{Inputs, Next};
+use super::message::Barrier;
 use super::metrics::NodeMetrics;
 use super::output::Outputs;
 use super::{Cancelled, TaskError};
@@ -81,11 +82,15 @@ pub fn run_source(
         if let Some(link) = &link {
             loop {
                 match link.control.try_recv() {
-                    Ok(Control::Trigger(n)) => {
+                    Ok(Control::Trigger(barrier)) => {
                         let started = Instant::now();
                         let state = TaskState::Source(source.position());
-                        link.ack(n, &state, Duration::ZERO, started.elapsed());
-                        out.barrier(n)?;
+                        link.ack(barrier.id, &state, Duration::ZERO, started.elapsed());
+                        out.barrier(barrier)?;
+                        if barrier.stop {
+                            // Stop-with-savepoint: no `End` — the job resumes from here.
+                            return Ok(());
+                        }
                     }
                     Ok(Control::Complete { .. }) => {}
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -161,14 +166,18 @@ pub fn run_operator(
                 let produced = guest.process(&batch.bytes)?;
                 out.emit(&produced, blame)?;
             }
-            Next::Aligned { checkpoint, alignment } => {
+            Next::Aligned { checkpoint, stop, alignment } => {
                 let started = Instant::now();
                 let snapshot = guest.snapshot(checkpoint)?;
                 let state = TaskState::Operator(OperatorState { finished: false, guest: Some(snapshot) });
                 if let Some(link) = &link {
                     link.ack(checkpoint, &state, alignment, started.elapsed());
                 }
-                out.barrier(checkpoint)?;
+                out.barrier(Barrier { id: checkpoint, stop })?;
+                if stop {
+                    // Stop-with-savepoint: no `finish` and no `End`; the job resumes from here.
+                    return Ok(());
+                }
             }
             Next::Control(Control::Complete { checkpoint, .. }) => guest.checkpoint_complete(checkpoint)?,
             Next::Control(Control::Trigger(_)) => {}
@@ -226,11 +235,14 @@ fn sink_loop(
                 sink.write(&batch.bytes)?;
                 metrics.add_in(batch.records as u64);
             }
-            Next::Aligned { checkpoint, alignment } => {
+            Next::Aligned { checkpoint, stop, alignment } => {
                 let started = Instant::now();
                 let state = TaskState::Sink(sink.pre_commit(checkpoint, false)?);
                 if let Some(link) = link {
                     link.ack(checkpoint, &state, alignment, started.elapsed());
+                    if stop {
+                        return wait_for_savepoint(sink, inputs, checkpoint);
+                    }
                 }
             }
             Next::Control(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
@@ -243,6 +255,22 @@ fn sink_loop(
     loop {
         match inputs.next_control() {
             Some(Control::Complete { includes_final: true, .. }) => return Ok(sink.commit_all()?),
+            Some(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
+            Some(Control::Trigger(_)) => {}
+            None => return Err(TaskError::Cancelled),
+        }
+    }
+}
+
+/// Stop-with-savepoint, at a sink: its output up to the savepoint is sealed;
+/// commit it once the savepoint is complete, then stop.
+fn wait_for_savepoint(sink: &mut dyn Sink, inputs: &mut Inputs, savepoint: u64) -> Result<(), TaskError> {
+    loop {
+        match inputs.next_control() {
+            Some(Control::Complete { checkpoint, .. }) if checkpoint >= savepoint => {
+                sink.commit(checkpoint)?;
+                return Ok(());
+            }
             Some(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
             Some(Control::Trigger(_)) => {}
             None => return Err(TaskError::Cancelled),

@@ -82,6 +82,17 @@ pub enum NodeKind {
     StdoutSink,
 }
 
+impl NodeKind {
+    /// `source`, `operator` or `sink`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::FileSource { .. } | Self::Generator(_) => "source",
+            Self::Operator { .. } => "operator",
+            Self::FileSink { .. } | Self::StdoutSink => "sink",
+        }
+    }
+}
+
 /// Where `builtin = "NAME"` operators are looked up, in order.
 #[derive(Debug, Clone, Default)]
 pub struct BuiltinDirs(pub Vec<PathBuf>);

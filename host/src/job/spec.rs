@@ -90,6 +90,27 @@ pub struct CheckpointSpec {
     /// `memory://`, or `s3://bucket/prefix`. Default `file://checkpoints`.
     #[serde(default = "defaults::store")]
     pub store: String,
+    /// Where savepoints go unless the request names a target: a directory
+    /// (relative to the job file) or a URL. Default `savepoints`.
+    #[serde(default = "defaults::savepoints")]
+    pub savepoints: String,
+}
+
+impl CheckpointSpec {
+    /// For a job without `[checkpoint]`: no periodic checkpoints, but
+    /// savepoints (and the final checkpoint, in memory) still work.
+    pub fn savepoints_only() -> Self {
+        Self {
+            interval: Duration::from_secs(3600),
+            timeout: defaults::timeout(),
+            min_pause: Duration::ZERO,
+            max_concurrent: 1,
+            tolerable_failures: 0,
+            retain: 1,
+            store: "memory://".into(),
+            savepoints: defaults::savepoints(),
+        }
+    }
 }
 
 /// `[restart]`.
@@ -145,6 +166,9 @@ mod defaults {
     }
     pub fn one() -> u32 {
         1
+    }
+    pub fn savepoints() -> String {
+        "savepoints".into()
     }
     pub fn retain() -> u32 {
         3

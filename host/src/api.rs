@@ -1,0 +1,373 @@
+//! The control API of a running job: a small JSON-over-HTTP server that
+//! `weir run` starts (axum, on its own thread), and the blocking client the
+//! `weir status | savepoint | stop | cancel` commands use.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/v1/job` | status, attempt, graph, per-operator counts and rates, checkpoint counters |
+//! | GET | `/v1/checkpoints` | the last checkpoints and savepoints, completed or abandoned |
+//! | POST | `/v1/savepoints` | `{"target": DIR?}` → waits, returns `{"id", "path"}` |
+//! | POST | `/v1/stop` | `{"target": DIR?}`: stop with a savepoint → `{"id", "path"}`; the job then ends |
+//! | POST | `/v1/cancel` | stops the job without a savepoint → `{"status": "cancelling"}` |
+//!
+//! It binds to loopback unless told otherwise; any other address needs a
+//! token, which every request must then carry as `Authorization: Bearer TOKEN`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::checkpoint::coordinator::{CheckpointStats, SavepointInfo, SavepointRequest};
+use crate::checkpoint::storage::Storage;
+use crate::dataflow::NodeStats;
+use crate::job::JobPlan;
+
+/// The address clients use when not told otherwise (Flink's REST port).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
+
+/// What the API knows about the running job; shared with `run`.
+pub struct JobControl {
+    job: String,
+    graph: Value,
+    started: Instant,
+    /// `running`, `restarting`, `stopping`, …
+    pub state: Mutex<&'static str>,
+    /// Restarts so far.
+    pub attempt: AtomicU32,
+    /// Counters of the current attempt, and rates sampled by [`Self::sample`].
+    nodes: Mutex<Sampled>,
+    /// Checkpoint counters and history.
+    pub checkpoints: Arc<CheckpointStats>,
+    /// Savepoint requests, read by the current attempt's coordinator.
+    requests: Sender<SavepointRequest>,
+    /// Raised by `POST /v1/cancel`; `run` polls it.
+    pub cancel: AtomicBool,
+    /// Default savepoint target, and what relative targets resolve against.
+    default_target: String,
+    base_dir: PathBuf,
+    savepoint_timeout: Duration,
+}
+
+impl JobControl {
+    /// Control state for `plan`; savepoint requests go to `requests`.
+    pub fn new(
+        plan: &JobPlan,
+        checkpoints: Arc<CheckpointStats>,
+        requests: Sender<SavepointRequest>,
+        default_target: String,
+        savepoint_timeout: Duration,
+    ) -> Self {
+        let graph = plan
+            .nodes
+            .iter()
+            .map(|n| {
+                let inputs: Vec<Value> = n
+                    .inputs
+                    .iter()
+                    .map(|e| json!({ "from": plan.nodes[e.from].id, "partition": format!("{:?}", e.partition).to_lowercase() }))
+                    .collect();
+                json!({ "id": n.id, "kind": n.kind.label(), "parallelism": n.parallelism, "inputs": inputs })
+            })
+            .collect();
+        Self {
+            job: plan.name.clone(),
+            graph: Value::Array(graph),
+            started: Instant::now(),
+            state: Mutex::new("starting"),
+            attempt: AtomicU32::new(0),
+            nodes: Mutex::new(Sampled::new(&[])),
+            checkpoints,
+            requests,
+            cancel: AtomicBool::new(false),
+            default_target,
+            base_dir: plan.base_dir.clone(),
+            savepoint_timeout,
+        }
+    }
+
+    /// Sets the job state shown by the API.
+    pub fn set_state(&self, state: &'static str) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// A new attempt started with these counters.
+    pub fn attach(&self, stats: &[NodeStats]) {
+        *self.nodes.lock().unwrap_or_else(|p| p.into_inner()) = Sampled::new(stats);
+    }
+
+    /// Updates per-node rates (records/s since the previous sample); call every ~second.
+    pub fn sample(&self) {
+        let mut guard = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let sampled = &mut *guard;
+        let dt = sampled.at.elapsed().as_secs_f64();
+        if dt < 0.5 {
+            return;
+        }
+        for ((s, rate), prev) in sampled.stats.iter().zip(sampled.rates.iter_mut()).zip(sampled.last.iter_mut()) {
+            let now = (s.metrics.records_in(), s.metrics.records_out());
+            *rate = ((now.0 - prev.0) as f64 / dt, (now.1 - prev.1) as f64 / dt);
+            *prev = now;
+        }
+        sampled.at = Instant::now();
+    }
+
+    fn status(&self) -> Value {
+        let guard = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let (stats, rates) = (&guard.stats, &guard.rates);
+        let mut graph = self.graph.clone();
+        if let Value::Array(nodes) = &mut graph {
+            for ((node, s), (rate_in, rate_out)) in nodes.iter_mut().zip(stats).zip(rates) {
+                node["records_in"] = json!(s.metrics.records_in());
+                node["records_out"] = json!(s.metrics.records_out());
+                node["in_per_s"] = json!(rate_in.round());
+                node["out_per_s"] = json!(rate_out.round());
+            }
+        }
+        let c = &self.checkpoints;
+        json!({
+            "job": self.job,
+            "state": *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            "attempt": self.attempt.load(Ordering::Relaxed),
+            "uptime_ms": self.started.elapsed().as_millis() as u64,
+            "nodes": graph,
+            "checkpoints": {
+                "completed": c.completed.load(Ordering::Relaxed),
+                "last_id": c.last_id.load(Ordering::Relaxed),
+                "last_duration_ms": c.last_duration_ms.load(Ordering::Relaxed),
+                "last_bytes": c.last_bytes.load(Ordering::Relaxed),
+                "last_alignment_ms": c.last_alignment_ms.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// Takes a savepoint (blocking): opens the target, asks the coordinator, waits.
+    fn savepoint(&self, target: Option<String>, stop: bool) -> Result<SavepointInfo, (StatusCode, String)> {
+        let target = target.unwrap_or_else(|| self.default_target.clone());
+        let url = if target.contains("://") {
+            target
+        } else {
+            let dir = std::path::absolute(self.base_dir.join(&target))
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("savepoint target {target}: {e}")))?;
+            format!("file://{}", dir.display())
+        };
+        let storage =
+            Storage::open(&url, &self.base_dir, &self.job).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let request = SavepointRequest { target: Arc::new(storage), stop, reply };
+        self.requests.send(request).map_err(|_| (StatusCode::CONFLICT, "the job is not running".to_owned()))?;
+        if stop {
+            self.set_state("stopping");
+        }
+        match answer.recv_timeout(self.savepoint_timeout + Duration::from_secs(5)) {
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(why)) => Err((StatusCode::INTERNAL_SERVER_ERROR, why)),
+            Err(_) => Err((StatusCode::GATEWAY_TIMEOUT, "no answer from the checkpoint coordinator".to_owned())),
+        }
+    }
+}
+
+/// Per-node counters and the rates last sampled from them.
+struct Sampled {
+    stats: Vec<NodeStats>,
+    /// Records in/out per second, per node.
+    rates: Vec<(f64, f64)>,
+    /// When `last` was read.
+    at: Instant,
+    last: Vec<(u64, u64)>,
+}
+
+impl Sampled {
+    fn new(stats: &[NodeStats]) -> Self {
+        Self {
+            stats: stats.to_vec(),
+            rates: vec![(0.0, 0.0); stats.len()],
+            at: Instant::now(),
+            last: vec![(0, 0); stats.len()],
+        }
+    }
+}
+
+/// Body of the savepoint and stop requests.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointBody {
+    /// Directory (or URL) the savepoint directory is created in.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+struct Shared {
+    control: Arc<JobControl>,
+    token: Option<String>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &shared.token {
+        let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {token}").as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong token: send `Authorization: Bearer TOKEN`");
+        }
+    }
+    next.run(request).await
+}
+
+async fn savepoint_handler(shared: Arc<Shared>, body: Option<Json<SavepointBody>>, stop: bool) -> Response {
+    let target = body.and_then(|Json(b)| b.target);
+    let control = shared.control.clone();
+    match tokio::task::spawn_blocking(move || control.savepoint(target, stop)).await {
+        Ok(Ok(info)) => Json(info).into_response(),
+        Ok(Err((status, why))) => error(status, why),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/job", get(|State(s): State<Arc<Shared>>| async move { Json(s.control.status()) }))
+        .route(
+            "/v1/checkpoints",
+            get(|State(s): State<Arc<Shared>>| async move {
+                let history = s.control.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Json(json!({ "checkpoints": history }))
+            }),
+        )
+        .route(
+            "/v1/savepoints",
+            post(|State(s): State<Arc<Shared>>, body: Option<Json<SavepointBody>>| savepoint_handler(s, body, false)),
+        )
+        .route(
+            "/v1/stop",
+            post(|State(s): State<Arc<Shared>>, body: Option<Json<SavepointBody>>| savepoint_handler(s, body, true)),
+        )
+        .route(
+            "/v1/cancel",
+            post(|State(s): State<Arc<Shared>>| async move {
+                s.control.cancel.store(true, Ordering::Relaxed);
+                (StatusCode::ACCEPTED, Json(json!({ "status": "cancelling" })))
+            }),
+        )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the README's control API section") })
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
+        .with_state(shared)
+}
+
+/// Binds `addr` and serves the API on a background thread; returns the
+/// address actually bound (port 0 picks a free one).
+///
+/// # Errors
+/// [`Error::InvalidJob`] for a non-loopback address without a token;
+/// [`Error::Io`] when the address cannot be bound.
+pub fn serve(addr: SocketAddr, token: Option<String>, control: Arc<JobControl>) -> Result<SocketAddr, Error> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(Error::InvalidJob(format!(
+            "the control API would listen on {addr}, which is not loopback: set a token with --api-token \
+             (or WEIR_API_TOKEN), or bind to 127.0.0.1"
+        )));
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::io(format!("cannot serve the control API on {addr}"), e))?;
+    let bound = listener.local_addr().map_err(|e| Error::io("control API address", e))?;
+    listener.set_nonblocking(true).map_err(|e| Error::io("control API socket", e))?;
+    let app = router(Arc::new(Shared { control, token }));
+    std::thread::Builder::new()
+        .name("control-api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("control API: cannot start its runtime: {e}"),
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        if let Err(e) = axum::serve(listener, app).await {
+                            tracing::error!("control API stopped: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("control API: {e}"),
+                }
+            });
+        })
+        .map_err(|e| Error::io("cannot start the control API thread", e))?;
+    Ok(bound)
+}
+
+/// A client of a job's control API.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for the API at `addr` (`HOST:PORT` or a URL).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(addr: &str, token: Option<String>) -> Result<Self, Error> {
+        crate::checkpoint::storage::install_crypto_provider();
+        let base = if addr.contains("://") { addr.trim_end_matches('/').to_owned() } else { format!("http://{addr}") };
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { base, token, http })
+    }
+
+    /// `GET path` → JSON.
+    ///
+    /// # Errors
+    /// [`Error::Api`] naming the address and what went wrong.
+    pub fn get(&self, path: &str) -> Result<Value, Error> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// `POST path` with a JSON body → JSON.
+    ///
+    /// # Errors
+    /// [`Error::Api`] naming the address and what went wrong.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, Error> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(request)
+    }
+
+    fn send(&self, mut request: reqwest::blocking::RequestBuilder) -> Result<Value, Error> {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().map_err(|e| {
+            Error::Api(format!(
+                "no job's control API answers at {} ({e}); is `weir run` running? pass its address with --api",
+                self.base
+            ))
+        })?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let why = value.get("error").and_then(Value::as_str).map_or_else(|| value.to_string(), str::to_owned);
+            return Err(Error::Api(format!("{} answered {status}: {why}", self.base)));
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,283 @@
+//! Savepoints and the control API: savepoint while running, stop with a
+//! savepoint and resume with upgraded operators or another parallelism,
+//! relocation, state that does not fit, cancel, and the API token.
+//! Exactly-once is checked across every stop/resume.
+
+use std::path::Path;
+
+use weir_tests::{
+    Run, assert_exact, committed_lines, complete_checkpoints, counts_by_word, expected_counts, hidden_files, text,
+    wait_until,
+};
+
+use crate::{Background, TIMEOUT, wasm, weir, write};
+
+/// `lines` (file `in.txt`, `rate` lines/s) → `tokenize` → keyed `stats`
+/// (the given `.wasm`, `parallelism`) → file sink `out/` ×2, checkpointing
+/// every 100 ms into `checkpoints/`, savepoints into `savepoints/`.
+fn job(stats_wasm: &str, stats_id: &str, parallelism: u32, rate: u32) -> String {
+    format!(
+        r#"
+[job]
+name = "sp"
+
+[sources.lines]
+kind = "file"
+path = "in.txt"
+rate = {rate}
+
+[operators.tokenize]
+builtin = "tokenize"
+input = "lines"
+parallelism = 2
+
+[operators.{stats_id}]
+wasm = "{stats_wasm}"
+input = "tokenize"
+partition = "key"
+parallelism = {parallelism}
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "{stats_id}"
+parallelism = 2
+
+[checkpoint]
+interval = "100ms"
+"#
+    )
+}
+
+/// Starts `weir run JOB --api 127.0.0.1:0 EXTRA…` in `dir`; returns it and
+/// the API address once it is serving.
+fn start_with_api(dir: &Path, name: &str, job: &str, extra: &[&str]) -> (Background, String) {
+    let mut args = vec!["run", job, "--api", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut run = Background::start(dir, name, &args, &[]);
+    let log = dir.join(format!("{name}.stderr"));
+    let mut addr = String::new();
+    wait_until("the control API", TIMEOUT, || {
+        assert!(!run.exited(), "weir exited early:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(at) = text.find("control API on http://") {
+            addr = text[at + "control API on http://".len()..].split_whitespace().next().unwrap_or("").to_owned();
+        }
+        !addr.is_empty()
+    });
+    (run, addr)
+}
+
+/// Waits until the job in `dir` has completed `n` checkpoints (so it is well under way).
+fn wait_for_checkpoints(dir: &Path, run: &mut Background, n: usize) {
+    let store = dir.join("checkpoints/sp");
+    wait_until("checkpoints", TIMEOUT, || run.exited() || complete_checkpoints(&store).len() >= n);
+    assert!(!run.exited(), "the job ended before {n} checkpoints");
+}
+
+/// `weir stop --savepoint` against `addr`; returns the savepoint path it printed.
+fn stop_with_savepoint(dir: &Path, addr: &str, run: Background) -> String {
+    let stopped = weir(dir, &["stop", "--savepoint", "--api", addr, "--target", "sp-dir"]);
+    stopped.expect_code(0);
+    let path = stopped.stdout.trim().to_owned();
+    assert!(Path::new(&path).join("_manifest.json").is_file(), "no savepoint at {path:?}");
+    let finished = run.finish();
+    finished.expect_code(0).expect_stderr(&["savepoint", "complete"]);
+    assert_eq!(finished.stdout.trim(), path, "`weir run` prints the savepoint it stopped with");
+    path
+}
+
+#[track_caller]
+fn assert_output_exact(dir: &Path, text: &str) {
+    let out = dir.join("out");
+    assert!(hidden_files(&out).is_empty(), "in-progress files left behind: {:?}", hidden_files(&out));
+    assert_exact(&counts_by_word(&committed_lines(&out)), &expected_counts(text));
+}
+
+/// A savepoint taken while the job runs does not disturb it: the job goes
+/// on to an exact end, the savepoint is complete and listed in the API's
+/// checkpoint history, and `weir status` shows the job and its operators.
+#[test]
+fn savepoint_while_running_then_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = text(20_000, 31);
+    write(dir, "in.txt", &text);
+    write(dir, "job.toml", &job("count", "stats", 2, 15_000).replace("wasm = \"count\"", "builtin = \"count\""));
+    let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 1);
+    let status = weir(dir, &["status", "--api", &addr]);
+    status.expect_code(0);
+    assert!(status.stdout.contains("job `sp`: running"), "{}", status.stdout);
+    for node in ["lines", "tokenize", "stats", "out"] {
+        assert!(status.stdout.contains(node), "{node} missing from:\n{}", status.stdout);
+    }
+    let taken = weir(dir, &["savepoint", "--api", &addr, "--target", "sp-dir"]);
+    taken.expect_code(0);
+    let path = taken.stdout.trim();
+    assert!(path.starts_with(dir.join("sp-dir").to_str().unwrap()), "{path}");
+    let manifest = std::fs::read_to_string(Path::new(path).join("_manifest.json")).unwrap();
+    assert!(manifest.contains("\"kind\": \"savepoint\""), "{manifest}");
+    let history = weir(dir, &["status", "--api", &addr, "--json"]);
+    history.expect_code(0);
+    run.finish().expect_code(0);
+    assert_output_exact(dir, &text);
+    assert!(Path::new(path).join("_manifest.json").is_file(), "retention must never remove a savepoint");
+}
+
+/// The issue's upgrade path: stop v1 with a savepoint, start v2 (a new state
+/// shape, migrated on restore, and a new parallelism) from it. The combined
+/// output counts every word exactly once, and v2 shows the carried-over state.
+#[test]
+fn stop_with_savepoint_upgrade_and_resume_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = text(20_000, 32);
+    write(dir, "in.txt", &text);
+    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 3, 1_000_000));
+    let (mut run, addr) = start_with_api(dir, "v1", "v1.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 2);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let inspected = weir(dir, &["inspect", &savepoint]);
+    inspected.expect_code(0);
+    assert!(inspected.stdout.contains("word-stats-v1 1.0.0 (state version 1)"), "{}", inspected.stdout);
+    assert!(inspected.stdout.contains("key groups 64..128"), "{}", inspected.stdout);
+    let v2 = weir(dir, &["run", "v2.toml", "--from-savepoint", &savepoint]);
+    v2.expect_code(0).expect_stderr(&["starting from savepoint", "rescaling `stats` from 2 to 3"]);
+    assert_output_exact(dir, &text);
+    let lines = committed_lines(&dir.join("out"));
+    assert!(lines.iter().any(|l| l.contains("\"since\":1")), "v2 never saw v1's state");
+}
+
+/// Rescale a keyed operator 2 → 4 → 1 through two stop-with-savepoints:
+/// every key keeps its count.
+#[test]
+fn rescale_up_and_down_keeps_every_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = text(30_000, 33);
+    write(dir, "in.txt", &text);
+    let counting =
+        |p: u32, rate: u32| job("count", "stats", p, rate).replace("wasm = \"count\"", "builtin = \"count\"");
+    write(dir, "p2.toml", &counting(2, 15_000));
+    write(dir, "p4.toml", &counting(4, 15_000));
+    write(dir, "p1.toml", &counting(1, 1_000_000));
+    let (mut run, addr) = start_with_api(dir, "p2", "p2.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 2);
+    let first = stop_with_savepoint(dir, &addr, run);
+    let before = complete_checkpoints(&dir.join("checkpoints/sp")).len();
+    let (mut run, addr) = start_with_api(dir, "p4", "p4.toml", &["--from-savepoint", &first]);
+    wait_until("new checkpoints at parallelism 4", TIMEOUT, || {
+        run.exited() || complete_checkpoints(&dir.join("checkpoints/sp")).len() >= before + 2
+    });
+    let second = stop_with_savepoint(dir, &addr, run);
+    weir(dir, &["run", "p1.toml", "--from-savepoint", &second]).expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// Saved state for an operator the new job does not have fails the start
+/// (exit 2, naming it) unless `--allow-non-restored-state`; a new operator
+/// without saved state starts empty.
+#[test]
+fn state_for_a_removed_operator_needs_allow_non_restored_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &text(20_000, 34));
+    write(dir, "old.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "new.toml", &job(&wasm("word_stats_v1"), "renamed", 2, 1_000_000));
+    let (mut run, addr) = start_with_api(dir, "old", "old.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 1);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let refused = weir(dir, &["run", "new.toml", "--from-savepoint", &savepoint]);
+    refused.expect_code(2).expect_stderr(&["state for `stats`", "--allow-non-restored-state"]);
+    let allowed = weir(dir, &["run", "new.toml", "--from-savepoint", &savepoint, "--allow-non-restored-state"]);
+    allowed.expect_code(0).expect_stderr(&["dropping the state of stats", "`renamed` has no state"]);
+}
+
+/// A savepoint written by v2 (state version 2) cannot start v1, which reads
+/// only version 1: the start fails naming the operator and both versions.
+#[test]
+fn newer_state_version_is_rejected_by_an_older_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &text(20_000, 35));
+    write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 2, 15_000));
+    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    let (mut run, addr) = start_with_api(dir, "v2", "v2.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 1);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let before = committed_lines(&dir.join("out")).len();
+    let refused = weir(dir, &["run", "v1.toml", "--from-savepoint", &savepoint]);
+    refused.expect_code(2).expect_stderr(&["operator `stats`", "state version 2", "word-stats-v1", "up to 1"]);
+    assert_eq!(committed_lines(&dir.join("out")).len(), before, "a refused start must not touch the output");
+}
+
+/// A savepoint is self-contained: moved elsewhere (the original deleted), it
+/// still resumes the job exactly.
+#[test]
+fn relocated_savepoint_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = text(20_000, 36);
+    write(dir, "in.txt", &text);
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 2);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let moved = dir.join("elsewhere/backup");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&savepoint, &moved).unwrap();
+    std::fs::remove_dir_all(dir.join("checkpoints")).unwrap();
+    weir(dir, &["run", "job.toml", "--from-savepoint", moved.to_str().unwrap()]).expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// `weir cancel` ends the job without a savepoint: exit 3, nothing
+/// in-progress left, and what was committed is exactly-once so far.
+#[test]
+fn cancel_stops_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &text(20_000, 37));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, 10_000));
+    let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 1);
+    weir(dir, &["cancel", "--api", &addr]).expect_code(0);
+    let cancelled: Run = run.finish();
+    cancelled.expect_code(3).expect_stderr(&["cancelled"]);
+    let out = dir.join("out");
+    assert!(hidden_files(&out).is_empty(), "in-progress files left behind: {:?}", hidden_files(&out));
+    weir_tests::assert_exact_prefix(&counts_by_word(&committed_lines(&out)));
+}
+
+/// Off loopback the API needs a token; with one, requests without it are refused.
+#[test]
+fn api_off_loopback_requires_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &text(20_000, 38));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 1, 10_000));
+    weir(dir, &["run", "job.toml", "--api", "0.0.0.0:0"])
+        .expect_code(2)
+        .expect_stderr(&["not loopback", "--api-token"]);
+    let mut run =
+        Background::start(dir, "run", &["run", "job.toml", "--api", "0.0.0.0:0", "--api-token", "s3cret"], &[]);
+    let log = dir.join("run.stderr");
+    let mut port = String::new();
+    wait_until("the control API", TIMEOUT, || {
+        assert!(!run.exited(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(at) = text.find("control API on http://0.0.0.0:") {
+            port =
+                text[at + "control API on http://0.0.0.0:".len()..].split_whitespace().next().unwrap_or("").to_owned();
+        }
+        !port.is_empty()
+    });
+    let addr = format!("127.0.0.1:{port}");
+    weir(dir, &["status", "--api", &addr]).expect_code(1).expect_stderr(&["401", "token"]);
+    weir(dir, &["status", "--api", &addr, "--api-token", "wrong"]).expect_code(1).expect_stderr(&["401"]);
+    weir(dir, &["status", "--api", &addr, "--api-token", "s3cret"]).expect_code(0);
+    weir(dir, &["cancel", "--api", &addr, "--api-token", "s3cret"]).expect_code(0);
+    run.finish().expect_code(3);
+}
