@@ -92,6 +92,19 @@ impl Background {
     }
 }
 
+/// The committed output of `dir/out` is exactly-once for `text` (each word's
+/// updates are 1…N), and nothing in-progress is left behind.
+#[track_caller]
+pub fn assert_output_exact(dir: &Path, text: &str) {
+    let out = dir.join("out");
+    let hidden = weir_tests::hidden_files(&out);
+    assert!(hidden.is_empty(), "in-progress files left behind: {hidden:?}");
+    weir_tests::assert_exact(
+        &weir_tests::counts_by_word(&weir_tests::committed_lines(&out)),
+        &weir_tests::expected_counts(text),
+    );
+}
+
 /// A job: one file source → the given operator tables → a file sink `out/`.
 pub fn pipeline(input: &str, operators: &str, last: &str) -> String {
     format!(

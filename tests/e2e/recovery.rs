@@ -11,12 +11,21 @@ use weir_tests::{
     expected_counts, hidden_files, text, wait_until,
 };
 
-use crate::{Background, TIMEOUT, wasm, weir, weir_env, write};
+use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, weir_env, write};
 
 /// WordCount with checkpointing: `lines` (file `in.txt`, at most `rate`
 /// lines/s) → `tokenize` ×2 → keyed `count` ×2 → file sink `out/` ×2,
 /// plus `extra` TOML (e.g. a `[restart]` table or more `[checkpoint]` keys).
 fn checkpointed_wordcount(rate: u32, extra: &str) -> String {
+    wordcount_behind("", rate, &format!("[checkpoint]\ninterval = \"150ms\"\n{extra}"))
+}
+
+/// As [`checkpointed_wordcount`], with an operator `first` (a TOML table
+/// `[operators.first]` without its `input`, or "" for none) between the
+/// source and `tokenize`, and `tail` (whole tables) appended.
+fn wordcount_behind(first: &str, rate: u32, tail: &str) -> String {
+    let (first, tokenize_input) =
+        if first.is_empty() { (String::new(), "lines") } else { (format!("{first}\ninput = \"lines\"\n"), "first") };
     format!(
         r#"
 [job]
@@ -27,9 +36,10 @@ kind = "file"
 path = "in.txt"
 rate = {rate}
 
+{first}
 [operators.tokenize]
 builtin = "tokenize"
-input = "lines"
+input = "{tokenize_input}"
 parallelism = 2
 
 [operators.count]
@@ -44,9 +54,7 @@ path = "out"
 input = "count"
 parallelism = 2
 
-[checkpoint]
-interval = "150ms"
-{extra}
+{tail}
 "#
     )
 }
@@ -61,15 +69,6 @@ fn run_to_end(dir: &Path) -> weir_tests::Run {
     let run = weir(dir, &["run", "job.toml"]);
     run.expect_code(0);
     run
-}
-
-/// The committed output of `dir/out` is exactly-once for `text`, and
-/// nothing in-progress is left behind.
-#[track_caller]
-fn assert_output_exact(dir: &Path, text: &str) {
-    let out = dir.join("out");
-    assert!(hidden_files(&out).is_empty(), "in-progress files left behind: {:?}", hidden_files(&out));
-    assert_exact(&counts_by_word(&committed_lines(&out)), &expected_counts(text));
 }
 
 /// The issue's main scenario: WordCount over 1 million words, parallelism 2,
@@ -124,53 +123,15 @@ fn sigkill_at_random_points_then_resume_is_exactly_once() {
     assert_output_exact(dir, &text);
 }
 
-/// A pipeline whose `boom` operator panics at its `at`-th line: in the first
-/// attempt only (`attempts = 1`), or in every attempt.
+/// A pipeline whose operator `first` (the `panic_at` guest) panics at its
+/// `at`-th line: in the first attempt only (`attempts = 1`), or in every attempt.
 fn trapping_wordcount(at: u32, only_first_attempt: bool, restart: &str) -> String {
-    let attempts = if only_first_attempt { "attempts = 1" } else { "" };
-    format!(
-        r#"
-[job]
-name = "wc"
-
-[sources.lines]
-kind = "file"
-path = "in.txt"
-rate = 40000
-
-[operators.boom]
-wasm = "{boom}"
-input = "lines"
-partition = "rebalance"
-parallelism = 2
-config = {{ at = {at} {comma} {attempts} }}
-
-[operators.tokenize]
-builtin = "tokenize"
-input = "boom"
-parallelism = 2
-
-[operators.count]
-builtin = "count"
-input = "tokenize"
-partition = "key"
-parallelism = 2
-
-[sinks.out]
-kind = "file"
-path = "out"
-input = "count"
-parallelism = 2
-
-[checkpoint]
-interval = "100ms"
-
-[restart]
-{restart}
-"#,
-        boom = wasm("panic_at"),
-        comma = if only_first_attempt { "," } else { "" },
-    )
+    let attempts = if only_first_attempt { ", attempts = 1" } else { "" };
+    let boom = format!(
+        "[operators.first]\nwasm = \"{}\"\npartition = \"rebalance\"\nparallelism = 2\nconfig = {{ at = {at}{attempts} }}",
+        wasm("panic_at")
+    );
+    wordcount_behind(&boom, 40_000, &format!("[checkpoint]\ninterval = \"100ms\"\n\n[restart]\n{restart}"))
 }
 
 /// A guest panic mid-stream fails over in-process: every module is
@@ -184,7 +145,7 @@ fn guest_trap_fails_over_in_process_with_exact_output() {
     write(dir, "job.toml", &trapping_wordcount(8_000, true, "strategy = \"fixed-delay\"\ndelay = \"20ms\""));
     let run = run_to_end(dir);
     run.expect_stderr(&[
-        "operator `boom`",
+        "operator `first`",
         "boom at record 8000",
         "restarting in 20ms (restart 1 of 3",
         "restoring checkpoint",
@@ -206,7 +167,7 @@ fn guest_trapping_every_attempt_fails_after_the_configured_restarts() {
     run.expect_code(1).expect_stderr(&[
         "restarting in 10ms (restart 1 of 2",
         "restarting in 15ms (restart 2 of 2",
-        "operator `boom`",
+        "operator `first`",
         "boom at record 3000",
         "restarted 2 time(s)",
     ]);
@@ -385,50 +346,12 @@ fn timed_out_checkpoints_are_abandoned_and_fail_over_past_the_tolerance() {
     let dir = dir.path();
     let text = text(20_000, 13);
     write(dir, "in.txt", &text);
-    let job = format!(
-        r#"
-[job]
-name = "wc"
-
-[sources.lines]
-kind = "file"
-path = "in.txt"
-rate = 20000
-
-[operators.slow]
-wasm = "{spin}"
-input = "lines"
-partition = "rebalance"
-parallelism = 2
-config = {{ snapshot_ms = 400, attempts = 1 }}
-
-[operators.tokenize]
-builtin = "tokenize"
-input = "slow"
-parallelism = 2
-
-[operators.count]
-builtin = "count"
-input = "tokenize"
-partition = "key"
-parallelism = 2
-
-[sinks.out]
-kind = "file"
-path = "out"
-input = "count"
-parallelism = 2
-
-[checkpoint]
-interval = "100ms"
-timeout = "150ms"
-tolerable_failures = 1
-
-[restart]
-delay = "20ms"
-"#,
-        spin = wasm("spin")
+    let slow = format!(
+        "[operators.first]\nwasm = \"{}\"\npartition = \"rebalance\"\nparallelism = 2\nconfig = {{ snapshot_ms = 400, attempts = 1 }}",
+        wasm("spin")
     );
+    let tail = "[checkpoint]\ninterval = \"100ms\"\ntimeout = \"150ms\"\ntolerable_failures = 1\n\n[restart]\ndelay = \"20ms\"";
+    let job = wordcount_behind(&slow, 20_000, tail);
     write(dir, "job.toml", &job);
     let run = run_to_end(dir);
     run.expect_stderr(&[

@@ -5,12 +5,9 @@
 
 use std::path::Path;
 
-use weir_tests::{
-    Run, assert_exact, committed_lines, complete_checkpoints, counts_by_word, expected_counts, hidden_files, text,
-    wait_until,
-};
+use weir_tests::{Run, committed_lines, complete_checkpoints, counts_by_word, hidden_files, text, wait_until};
 
-use crate::{Background, TIMEOUT, wasm, weir, write};
+use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, write};
 
 /// `lines` (file `in.txt`, `rate` lines/s) → `tokenize` → keyed `stats`
 /// (the given `.wasm`, `parallelism`) → file sink `out/` ×2, checkpointing
@@ -55,17 +52,23 @@ fn start_with_api(dir: &Path, name: &str, job: &str, extra: &[&str]) -> (Backgro
     let mut args = vec!["run", job, "--api", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut run = Background::start(dir, name, &args, &[]);
+    let addr = api_address(dir, name, &mut run, "control API on http://");
+    (run, addr)
+}
+
+/// Waits until run `name`'s log has a line with `prefix`; returns the word after it.
+fn api_address(dir: &Path, name: &str, run: &mut Background, prefix: &str) -> String {
     let log = dir.join(format!("{name}.stderr"));
-    let mut addr = String::new();
+    let mut found = String::new();
     wait_until("the control API", TIMEOUT, || {
         assert!(!run.exited(), "weir exited early:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(at) = text.find("control API on http://") {
-            addr = text[at + "control API on http://".len()..].split_whitespace().next().unwrap_or("").to_owned();
+        if let Some(at) = text.find(prefix) {
+            found = text[at + prefix.len()..].split_whitespace().next().unwrap_or("").to_owned();
         }
-        !addr.is_empty()
+        !found.is_empty()
     });
-    (run, addr)
+    found
 }
 
 /// Waits until the job in `dir` has completed `n` checkpoints (so it is well under way).
@@ -85,13 +88,6 @@ fn stop_with_savepoint(dir: &Path, addr: &str, run: Background) -> String {
     finished.expect_code(0).expect_stderr(&["savepoint", "complete"]);
     assert_eq!(finished.stdout.trim(), path, "`weir run` prints the savepoint it stopped with");
     path
-}
-
-#[track_caller]
-fn assert_output_exact(dir: &Path, text: &str) {
-    let out = dir.join("out");
-    assert!(hidden_files(&out).is_empty(), "in-progress files left behind: {:?}", hidden_files(&out));
-    assert_exact(&counts_by_word(&committed_lines(&out)), &expected_counts(text));
 }
 
 /// A savepoint taken while the job runs does not disturb it: the job goes
@@ -263,17 +259,7 @@ fn api_off_loopback_requires_a_token() {
         .expect_stderr(&["not loopback", "--api-token"]);
     let mut run =
         Background::start(dir, "run", &["run", "job.toml", "--api", "0.0.0.0:0", "--api-token", "s3cret"], &[]);
-    let log = dir.join("run.stderr");
-    let mut port = String::new();
-    wait_until("the control API", TIMEOUT, || {
-        assert!(!run.exited(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(at) = text.find("control API on http://0.0.0.0:") {
-            port =
-                text[at + "control API on http://0.0.0.0:".len()..].split_whitespace().next().unwrap_or("").to_owned();
-        }
-        !port.is_empty()
-    });
+    let port = api_address(dir, "run", &mut run, "control API on http://0.0.0.0:");
     let addr = format!("127.0.0.1:{port}");
     weir(dir, &["status", "--api", &addr]).expect_code(1).expect_stderr(&["401", "token"]);
     weir(dir, &["status", "--api", &addr, "--api-token", "wrong"]).expect_code(1).expect_stderr(&["401"]);
