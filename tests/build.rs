@@ -26,7 +26,7 @@ const GUESTS: &[&str] = &[
 fn main() {
     let tests_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = tests_dir.parent().expect("tests/ is inside the workspace").to_path_buf();
-    for watched in ["guest-sdk", "operators", "tests/guests", "examples/upgrade", "Cargo.lock"] {
+    for watched in ["guest-sdk", "operators", "tests/guests", "examples/upgrade", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);

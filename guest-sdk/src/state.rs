@@ -7,7 +7,7 @@
 //! is opaque bytes, one blob per subtask; after a rescale every new subtask
 //! sees all old blobs (Flink's "union" redistribution) and picks what it needs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::{Error, frame, keygroup};
 
@@ -20,24 +20,26 @@ use crate::{Error, frame, keygroup};
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyedState<V> {
-    map: HashMap<Box<[u8]>, V, xxhash_rust::xxh3::Xxh3Builder>,
+    /// hashbrown with foldhash: one hash per lookup, fast on short keys
+    /// (the record path's hottest map).
+    map: hashbrown::HashMap<Box<[u8]>, V>,
 }
 
 impl<V> Default for KeyedState<V> {
     fn default() -> Self {
-        Self { map: HashMap::default() }
+        Self { map: hashbrown::HashMap::default() }
     }
 }
 
 impl<V> KeyedState<V> {
     /// The value for `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.map.get(key)
+        self.map.get(&KeyRef(key))
     }
 
     /// The value for `key`, if any, mutably.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        self.map.get_mut(key)
+        self.map.get_mut(&KeyRef(key))
     }
 
     /// The value for `key`, inserting `V::default()` first if absent.
@@ -45,11 +47,11 @@ impl<V> KeyedState<V> {
     where
         V: Default,
     {
-        // Look up before inserting so the common (present) case never copies the key.
-        if !self.map.contains_key(key) {
-            self.map.insert(key.into(), V::default());
+        // One hash and probe; the key is copied only when it is new.
+        match self.map.entry_ref(&KeyRef(key)) {
+            hashbrown::hash_map::EntryRef::Occupied(e) => e.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(e) => e.insert_with_key(key.into(), V::default()),
         }
-        self.map.get_mut(key).expect("inserted above")
     }
 
     /// Sets the value for `key`, returning the old one.
@@ -59,7 +61,7 @@ impl<V> KeyedState<V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
-        self.map.remove(key)
+        self.map.remove(&KeyRef(key))
     }
 
     /// Number of keys.
@@ -143,6 +145,36 @@ impl<V: serde::Serialize + serde::de::DeserializeOwned> KeyedState<V> {
     }
 }
 
+/// A borrowed key for lookups that compares 8 bytes at a time: on wasm32
+/// `[u8] == [u8]` is a byte-by-byte `memcmp`, the hottest loop of a keyed
+/// operator. Hashes exactly as `Box<[u8]>` does.
+#[derive(Debug, Clone, Copy)]
+struct KeyRef<'a>(&'a [u8]);
+
+impl core::hash::Hash for KeyRef<'_> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Box<[u8]>> for KeyRef<'_> {
+    fn equivalent(&self, key: &Box<[u8]>) -> bool {
+        same_bytes(self.0, key)
+    }
+}
+
+/// `a == b`, a word at a time.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let words_equal = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
+        u64::from_le_bytes(p.try_into().expect("8 bytes")) == u64::from_le_bytes(q.try_into().expect("8 bytes"))
+    });
+    words_equal && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
 /// Collects an instance's state during [`Operator::snapshot`](crate::Operator::snapshot).
 #[derive(Debug, Default)]
 pub struct StateWriter {
@@ -189,5 +221,24 @@ impl StateReader {
             let rec = r.map_err(|e| Error::msg(format!("keyed state: {e}")))?;
             Ok((rec.key.unwrap_or_default(), rec.value))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_at_a_time_comparison_agrees_with_slices() {
+        let keys: [&[u8]; 6] = [b"", b"a", b"abcdefgh", b"abcdefgi", b"abcdefghijk", b"abcdefghijl"];
+        for a in keys {
+            for b in keys {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+        let mut state = KeyedState::<u64>::default();
+        *state.get_or_default(b"abcdefghijk") += 2;
+        *state.get_or_default(b"abcdefghijk") += 1;
+        assert_eq!((state.get(b"abcdefghijk"), state.get(b"abcdefghijl"), state.len()), (Some(&3), None, 1));
     }
 }

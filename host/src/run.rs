@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::api::{self, JobControl};
 use crate::checkpoint::coordinator::{CheckpointStats, SavepointRequest};
@@ -97,6 +97,7 @@ pub fn open_savepoint(location: &str, job: &str) -> Result<Storage, Error> {
 /// checkpoint or savepoint that cannot be restored, [`Error::Cancelled`], or
 /// [`Error::GaveUp`] after the restarts `[restart]` allows.
 pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
+    let started = Instant::now();
     let plan = plan_job(path, &options.overrides)?;
     let engine = WasmEngine::new(WasmEngine::default_cache_dir())?;
     let modules = dataflow::load_modules(&plan, &engine)?;
@@ -156,19 +157,24 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
         show_progress: options.progress,
     };
     let mut attempt = 0;
+    // Recovery is timed from here: process start, then each failure.
+    let mut since = started;
     loop {
         control.attempt.store(attempt, Ordering::Relaxed);
         control.set_state(if attempt == 0 { "running" } else { "restarting" });
-        let cause = match attempt_ctx.run(attempt) {
+        let cause = match attempt_ctx.run(attempt, since) {
             Ok(summary) => {
                 control.set_state(if summary.stopped_with.is_some() { "stopped" } else { "finished" });
                 return Ok(summary);
             }
-            Err(e) if !e.is_retryable() => {
+            Err((e, _)) if !e.is_retryable() => {
                 control.set_state(if matches!(e, Error::Cancelled) { "cancelled" } else { "failed" });
                 return Err(e);
             }
-            Err(e) => e,
+            Err((e, failed_at)) => {
+                since = failed_at;
+                e
+            }
         };
         attempt += 1;
         let Some(delay) = restart::delay_before(&plan.restart, attempt) else {
@@ -205,8 +211,16 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// Restore (the newest checkpoint, else the savepoint, if any), start, wait.
-    fn run(&self, attempt: u32) -> Result<RunSummary, Error> {
+    /// Restore (the newest checkpoint, else the savepoint, if any), start,
+    /// wait. Logs how long after `since` (process start, or the failure that
+    /// caused this attempt) records flowed again. A failure comes with when
+    /// it happened.
+    fn run(&self, attempt: u32, since: Instant) -> Result<RunSummary, (Error, Instant)> {
+        let mut failed_at = None;
+        self.run_inner(attempt, since, &mut failed_at).map_err(|e| (e, failed_at.unwrap_or_else(Instant::now)))
+    }
+
+    fn run_inner(&self, attempt: u32, since: Instant, failed_at: &mut Option<Instant>) -> Result<RunSummary, Error> {
         let (plan, storage) = (self.plan, self.storage);
         let found = restore::find_latest(storage, plan, self.since)?;
         let restored: Option<&Restored> = found.restored.as_ref().or(self.savepoint);
@@ -241,7 +255,29 @@ impl Attempt<'_> {
         let display = self.show_progress.then(|| {
             progress::Display::new(&plan.name, job.stats(), plan.checkpoint.is_some().then(|| self.stats.clone()))
         });
-        while !job.wait_timeout(Duration::from_millis(250)) {
+        let mut flowing = false;
+        // Logs once when records first reach an operator or sink (recovery timing).
+        let report_flowing = |job: &dataflow::RunningJob, flowing: &mut bool| {
+            if *flowing {
+                return;
+            }
+            let Some(first) = job.stats().iter().filter_map(|s| s.metrics.first_input()).min() else { return };
+            *flowing = true;
+            let after = first.saturating_duration_since(since).as_millis();
+            match (attempt, restored) {
+                (0, None) => tracing::debug!("records flowing {after} ms after start"),
+                (0, Some(r)) => {
+                    tracing::info!("resumed from checkpoint {}: records flowing {after} ms after start", r.id())
+                }
+                (_, _) => tracing::info!("recovered: records flowing again {after} ms after the failure"),
+            }
+        };
+        loop {
+            report_flowing(&job, &mut flowing);
+            if job.wait_timeout(Duration::from_millis(if flowing { 250 } else { 5 })) {
+                report_flowing(&job, &mut flowing);
+                break;
+            }
             if let Some(display) = &display {
                 display.refresh();
             }
@@ -254,6 +290,7 @@ impl Attempt<'_> {
         if let Some(display) = &display {
             display.clear();
         }
+        *failed_at = job.failed_at();
         let mut summary = job.wait()?;
         summary.restored_from = restored.map(Restored::id);
         summary.checkpoints = plan.checkpoint.is_some().then(|| self.stats.clone());

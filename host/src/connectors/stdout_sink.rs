@@ -1,4 +1,7 @@
-//! The `stdout` sink: one line per record value on standard output. Each
+//! The `stdout` sink: one line per record value on standard output — and
+//! the `discard` sink, which drops records (its input count is all it keeps).
+//!
+//! `stdout`: Each
 //! batch is written under the stdout lock, so lines of parallel subtasks
 //! never interleave mid-line. Standard output cannot take back what it
 //! printed, so after a failure and restore this sink is at-least-once: lines
@@ -40,6 +43,34 @@ impl Sink for StdoutSink {
 
     fn commit_all(&mut self) -> Result<(), Error> {
         std::io::stdout().lock().flush().map_err(|e| Error::io("stdout sink: cannot flush", e))
+    }
+
+    fn restore(&mut self, _state: &SinkState) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn abort(&mut self) {}
+}
+
+/// Drops every record; the sink task still counts them.
+#[derive(Debug, Default)]
+pub struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn write(&mut self, _batch: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
+        Ok(SinkState { finished, pending: Vec::new(), next_part: 0 })
+    }
+
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<(), Error> {
+        Ok(())
     }
 
     fn restore(&mut self, _state: &SinkState) -> Result<(), Error> {

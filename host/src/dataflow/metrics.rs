@@ -2,19 +2,29 @@
 //! progress display and final summary (readers). Relaxed atomics: the
 //! numbers are for humans, not for correctness.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Records in and out of one node, summed over its subtasks.
 #[derive(Debug, Default)]
 pub struct NodeMetrics {
     records_in: AtomicU64,
     records_out: AtomicU64,
+    /// When a subtask of the node first got records (recovery timing).
+    first_input: OnceLock<Instant>,
 }
 
 impl NodeMetrics {
     /// Counts `n` records received.
     pub fn add_in(&self, n: u64) {
+        self.first_input.get_or_init(Instant::now);
         self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// When the node first got records, if it has.
+    pub fn first_input(&self) -> Option<Instant> {
+        self.first_input.get().copied()
     }
 
     /// Counts `n` records emitted.

@@ -14,7 +14,7 @@ pub mod output;
 pub mod task;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use crate::checkpoint::storage::Storage;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
-use crate::connectors::stdout_sink::StdoutSink;
+use crate::connectors::stdout_sink::{DiscardSink, StdoutSink};
 use crate::connectors::{Sink, Source};
 use crate::error::GuestError;
 use crate::job::spec::CheckpointSpec;
@@ -78,6 +78,8 @@ impl From<GuestError> for TaskError {
 /// The first failure of a job, and the flag that stops its sources.
 #[derive(Default)]
 struct FailureSlot {
+    /// When the root cause was recorded.
+    failed_at: OnceLock<Instant>,
     /// Raised by the first failure; polled by sources.
     cancel: AtomicBool,
     /// The root cause. A Mutex because failures are rare and racing
@@ -94,6 +96,7 @@ impl FailureSlot {
             Err(TaskError::Failed(e)) => {
                 let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
                 first.get_or_insert(e);
+                self.failed_at.get_or_init(Instant::now);
                 self.cancel.store(true, Ordering::Relaxed);
             }
             Err(TaskError::Cancelled) => {
@@ -165,6 +168,11 @@ pub struct RunningJob {
 }
 
 impl RunningJob {
+    /// When the job's first failure happened, if it failed.
+    pub fn failed_at(&self) -> Option<Instant> {
+        self.failure.failed_at.get().copied()
+    }
+
     /// Stops every task as failed with `cause` (e.g. [`Error::Cancelled`]).
     pub fn fail(&self, cause: Error) {
         self.failure.record(Err(TaskError::Failed(cause)));
@@ -327,10 +335,11 @@ pub fn start(
                     };
                     Box::new(move || task::run_operator(&module, &info, &config, inputs, out, &metrics, link, restored))
                 }
-                NodeKind::FileSink { .. } | NodeKind::StdoutSink => {
+                NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink => {
                     let sink: Box<dyn Sink> = match &node.kind {
                         NodeKind::FileSink { path } => Box::new(FileSink::new(path, s)?),
-                        _ => Box::new(StdoutSink::default()),
+                        NodeKind::StdoutSink => Box::new(StdoutSink::default()),
+                        _ => Box::new(DiscardSink),
                     };
                     let restored = match state {
                         Some(TaskState::Sink(sink_state)) => Some(sink_state),

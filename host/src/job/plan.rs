@@ -80,6 +80,8 @@ pub enum NodeKind {
     },
     /// Standard output.
     StdoutSink,
+    /// Drops records (counting them).
+    DiscardSink,
 }
 
 impl NodeKind {
@@ -88,7 +90,7 @@ impl NodeKind {
         match self {
             Self::FileSource { .. } | Self::Generator(_) => "source",
             Self::Operator { .. } => "operator",
-            Self::FileSink { .. } | Self::StdoutSink => "sink",
+            Self::FileSink { .. } | Self::StdoutSink | Self::DiscardSink => "sink",
         }
     }
 }
@@ -273,8 +275,9 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
                 return Err(Error::InvalidJob(format!("[sinks.{id}] a file sink needs `path` (its output directory)")));
             }
             (SinkKind::Stdout, None) => NodeKind::StdoutSink,
-            (SinkKind::Stdout, Some(_)) => {
-                return Err(Error::InvalidJob(format!("[sinks.{id}] a stdout sink takes no `path`")));
+            (SinkKind::Discard, None) => NodeKind::DiscardSink,
+            (SinkKind::Stdout | SinkKind::Discard, Some(_)) => {
+                return Err(Error::InvalidJob(format!("[sinks.{id}] only a file sink takes a `path`")));
             }
         };
         let inputs = s.input.ids().to_vec();

@@ -281,6 +281,8 @@ pub enum SinkKind {
     File,
     /// One line per record on standard output.
     Stdout,
+    /// Counts records and drops them (benchmarks, dry runs).
+    Discard,
 }
 
 /// One input id or several.

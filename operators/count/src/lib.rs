@@ -10,6 +10,8 @@ use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader,
 #[derive(Default)]
 struct Count {
     counts: KeyedState<u64>,
+    /// The output line being built (reused: no allocation per record).
+    line: String,
 }
 
 #[derive(serde::Serialize)]
@@ -25,8 +27,21 @@ impl Operator for Count {
         let key = rec.key.unwrap_or_default();
         let n = self.counts.get_or_default(key);
         *n += 1;
+        let count = *n;
         let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
-        out.emit(&Json(Update { key, count: *n }));
+        if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            // Needs JSON escaping: let serde do it.
+            out.emit(&Json(Update { key, count }));
+            return Ok(());
+        }
+        // The hot path, by hand: `{"key":"<key>","count":<n>}`.
+        self.line.clear();
+        self.line.push_str(r#"{"key":""#);
+        self.line.push_str(key);
+        self.line.push_str(r#"","count":"#);
+        self.line.push_str(itoa::Buffer::new().format(count));
+        self.line.push('}');
+        out.emit(self.line.as_str());
         Ok(())
     }
 

@@ -15,7 +15,8 @@ struct Config {
 }
 
 enum Test {
-    Contains(String),
+    /// A substring searcher built once (not per record, as `str::contains` would).
+    Contains(Box<memchr::memmem::Finder<'static>>),
     Regex(regex::Regex),
 }
 
@@ -32,7 +33,7 @@ impl Operator for Filter {
         let config: Config = ctx.config()?;
         self.invert = config.invert;
         self.test = Some(match (config.contains, config.regex) {
-            (Some(text), None) => Test::Contains(text),
+            (Some(text), None) => Test::Contains(Box::new(memchr::memmem::Finder::new(text.as_bytes()).into_owned())),
             (None, Some(pattern)) => Test::Regex(regex::Regex::new(&pattern)?),
             _ => return Err(Error::msg("filter: set exactly one of `contains` or `regex` in its config")),
         });
@@ -41,7 +42,7 @@ impl Operator for Filter {
 
     fn process(&mut self, rec: Record<'_, &str>, out: &mut Emitter<'_>) -> Result<()> {
         let pass = match self.test.as_ref().expect("init ran") {
-            Test::Contains(text) => rec.value.contains(text.as_str()),
+            Test::Contains(finder) => finder.find(rec.value.as_bytes()).is_some(),
             Test::Regex(re) => re.is_match(rec.value),
         };
         if pass != self.invert {
