@@ -96,6 +96,10 @@ impl GuestInstance {
         };
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        // What a guest may hand the host in one call (a batch, a snapshot):
+        // wasmtime's default is 128 MiB; the memory limit already bounds it,
+        // and a large keyed state must be able to snapshot in one piece.
+        store.set_hostcall_fuel(usize::try_from(module.limits.memory).unwrap_or(usize::MAX));
         store.epoch_deadline_trap();
         store.set_epoch_deadline(module.limits.deadline_ticks());
         let mut instance = Self {
