@@ -9,6 +9,10 @@ use weir_tests::{Run, committed_lines, complete_checkpoints, counts_by_word, hid
 
 use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, write};
 
+/// Lines per second for jobs a test stops or cancels: slow enough that they
+/// are still running when it does, even on a loaded 2-core machine.
+const SLOW: u32 = 8_000;
+
 /// `lines` (file `in.txt`, `rate` lines/s) → `tokenize` → keyed `stats`
 /// (the given `.wasm`, `parallelism`) → file sink `out/` ×2, checkpointing
 /// every 100 ms into `checkpoints/`, savepoints into `savepoints/`.
@@ -99,7 +103,7 @@ fn savepoint_while_running_then_continue() {
     let dir = dir.path();
     let text = text(20_000, 31);
     write(dir, "in.txt", &text);
-    write(dir, "job.toml", &job("count", "stats", 2, 15_000).replace("wasm = \"count\"", "builtin = \"count\""));
+    write(dir, "job.toml", &job("count", "stats", 2, SLOW).replace("wasm = \"count\"", "builtin = \"count\""));
     let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 1);
     let status = weir(dir, &["status", "--api", &addr]);
@@ -130,7 +134,7 @@ fn stop_with_savepoint_upgrade_and_resume_is_exact() {
     let dir = dir.path();
     let text = text(20_000, 32);
     write(dir, "in.txt", &text);
-    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 3, 1_000_000));
     let (mut run, addr) = start_with_api(dir, "v1", "v1.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 2);
@@ -156,8 +160,8 @@ fn rescale_up_and_down_keeps_every_count() {
     write(dir, "in.txt", &text);
     let counting =
         |p: u32, rate: u32| job("count", "stats", p, rate).replace("wasm = \"count\"", "builtin = \"count\"");
-    write(dir, "p2.toml", &counting(2, 15_000));
-    write(dir, "p4.toml", &counting(4, 15_000));
+    write(dir, "p2.toml", &counting(2, SLOW));
+    write(dir, "p4.toml", &counting(4, SLOW));
     write(dir, "p1.toml", &counting(1, 1_000_000));
     let (mut run, addr) = start_with_api(dir, "p2", "p2.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 2);
@@ -180,7 +184,7 @@ fn state_for_a_removed_operator_needs_allow_non_restored_state() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "in.txt", &text(20_000, 34));
-    write(dir, "old.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "old.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     write(dir, "new.toml", &job(&wasm("word_stats_v1"), "renamed", 2, 1_000_000));
     let (mut run, addr) = start_with_api(dir, "old", "old.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 1);
@@ -198,8 +202,8 @@ fn newer_state_version_is_rejected_by_an_older_operator() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "in.txt", &text(20_000, 35));
-    write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 2, 15_000));
-    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 2, SLOW));
+    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     let (mut run, addr) = start_with_api(dir, "v2", "v2.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 1);
     let savepoint = stop_with_savepoint(dir, &addr, run);
@@ -217,7 +221,7 @@ fn relocated_savepoint_resumes_exactly() {
     let dir = dir.path();
     let text = text(20_000, 36);
     write(dir, "in.txt", &text);
-    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, 15_000));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 2);
     let savepoint = stop_with_savepoint(dir, &addr, run);
@@ -236,7 +240,7 @@ fn cancel_stops_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "in.txt", &text(20_000, 37));
-    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, 10_000));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 1);
     weir(dir, &["cancel", "--api", &addr]).expect_code(0);
@@ -253,7 +257,7 @@ fn api_off_loopback_requires_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "in.txt", &text(20_000, 38));
-    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 1, 10_000));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 1, SLOW));
     weir(dir, &["run", "job.toml", "--api", "0.0.0.0:0"])
         .expect_code(2)
         .expect_stderr(&["not loopback", "--api-token"]);
