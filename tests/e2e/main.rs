@@ -92,6 +92,14 @@ impl Background {
     }
 }
 
+/// A temporary directory holding `in.txt` = [`weir_tests::text`]`(lines, seed)`; returns it and the text.
+pub fn with_input(lines: usize, seed: u64) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = weir_tests::text(lines, seed);
+    write(dir.path(), "in.txt", &text);
+    (dir, text)
+}
+
 /// The committed output of `dir/out` is exactly-once for `text` (each word's
 /// updates are 1…N), and nothing in-progress is left behind.
 #[track_caller]

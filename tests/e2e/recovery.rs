@@ -11,7 +11,7 @@ use weir_tests::{
     expected_counts, hidden_files, text, wait_until,
 };
 
-use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, weir_env, write};
+use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, weir_env, with_input, write};
 
 /// WordCount with checkpointing: `lines` (file `in.txt`, at most `rate`
 /// lines/s) → `tokenize` ×2 → keyed `count` ×2 → file sink `out/` ×2,
@@ -78,10 +78,8 @@ fn run_to_end(dir: &Path) -> weir_tests::Run {
 /// exactly what one uninterrupted run produces.
 #[test]
 fn sigkill_at_random_points_then_resume_is_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(125_000, 11); // 8 words per line: 1,000,000 words
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(125_000, 11); // 8 words per line: 1,000,000 words
+    let dir = tmp.path();
     write(dir, "job.toml", &checkpointed_wordcount(50_000, ""));
     let mut rng = Rng::from_env_or_time();
     let mut kills = Vec::new();
@@ -138,10 +136,8 @@ fn trapping_wordcount(at: u32, only_first_attempt: bool, restart: &str) -> Strin
 /// reinstantiated from the latest checkpoint and the output stays exact.
 #[test]
 fn guest_trap_fails_over_in_process_with_exact_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(40_000, 5);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(40_000, 5);
+    let dir = tmp.path();
     write(dir, "job.toml", &trapping_wordcount(8_000, true, "strategy = \"fixed-delay\"\ndelay = \"20ms\""));
     let run = run_to_end(dir);
     run.expect_stderr(&[
@@ -181,10 +177,8 @@ fn guest_trapping_every_attempt_fails_after_the_configured_restarts() {
 /// restores the previous complete checkpoint, and the output stays exact.
 #[test]
 fn corrupt_state_object_falls_back_to_the_previous_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(60_000, 8);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(60_000, 8);
+    let dir = tmp.path();
     write(dir, "job.toml", &checkpointed_wordcount(40_000, ""));
     let mut run = Background::start(dir, "first", &["run", "job.toml"], &[]);
     wait_until("three checkpoints", TIMEOUT, || run.exited() || newest_checkpoint(dir) >= 3);
@@ -211,10 +205,8 @@ fn corrupt_state_object_falls_back_to_the_previous_checkpoint() {
 /// final checkpoint had committed — and the output is still exact.
 #[test]
 fn missing_state_object_falls_back_even_past_committed_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(30_000, 9);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(30_000, 9);
+    let dir = tmp.path();
     write(dir, "job.toml", &checkpointed_wordcount(60_000, "retain = 5"));
     run_to_end(dir);
     let newest = newest_checkpoint(dir);
@@ -230,10 +222,8 @@ fn missing_state_object_falls_back_even_past_committed_output() {
 /// nothing left to do and says so.
 #[test]
 fn rerun_of_a_finished_job_and_fresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(2_000, 10);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(2_000, 10);
+    let dir = tmp.path();
     write(dir, "job.toml", &checkpointed_wordcount(1_000_000, ""));
     run_to_end(dir);
     let again = run_to_end(dir);
@@ -311,10 +301,8 @@ fn checkpoints_to_s3_are_listed_and_restored() {
     let server = S3Server::start(&["weir-test"]);
     let env = server.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(40_000, 12);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(40_000, 12);
+    let dir = tmp.path();
     write(dir, "job.toml", &checkpointed_wordcount(40_000, "store = \"s3://weir-test/ckpt\""));
     let in_bucket = server.root.path().join("weir-test/ckpt/wc");
     let mut run = Background::start(dir, "first", &["run", "job.toml"], &env);
@@ -342,10 +330,8 @@ fn checkpoints_to_s3_are_listed_and_restored() {
 /// the restarted job — whose snapshots are fast again — finishes exactly.
 #[test]
 fn timed_out_checkpoints_are_abandoned_and_fail_over_past_the_tolerance() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(20_000, 13);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(20_000, 13);
+    let dir = tmp.path();
     let slow = format!(
         "[operators.first]\nwasm = \"{}\"\npartition = \"rebalance\"\nparallelism = 2\nconfig = {{ snapshot_ms = 400, attempts = 1 }}",
         wasm("spin")

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use weir_tests::{Run, committed_lines, complete_checkpoints, counts_by_word, hidden_files, text, wait_until};
 
-use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, write};
+use crate::{Background, TIMEOUT, assert_output_exact, wasm, weir, with_input, write};
 
 /// Lines per second for jobs a test stops or cancels: slow enough that they
 /// are still running when it does, even on a loaded 2-core machine.
@@ -99,10 +99,8 @@ fn stop_with_savepoint(dir: &Path, addr: &str, run: Background) -> String {
 /// checkpoint history, and `weir status` shows the job and its operators.
 #[test]
 fn savepoint_while_running_then_continue() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(20_000, 31);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(20_000, 31);
+    let dir = tmp.path();
     write(dir, "job.toml", &job("count", "stats", 2, SLOW).replace("wasm = \"count\"", "builtin = \"count\""));
     let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 1);
@@ -130,10 +128,8 @@ fn savepoint_while_running_then_continue() {
 /// output counts every word exactly once, and v2 shows the carried-over state.
 #[test]
 fn stop_with_savepoint_upgrade_and_resume_is_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(20_000, 32);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(20_000, 32);
+    let dir = tmp.path();
     write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     write(dir, "v2.toml", &job(&wasm("word_stats_v2"), "stats", 3, 1_000_000));
     let (mut run, addr) = start_with_api(dir, "v1", "v1.toml", &[]);
@@ -154,10 +150,8 @@ fn stop_with_savepoint_upgrade_and_resume_is_exact() {
 /// every key keeps its count.
 #[test]
 fn rescale_up_and_down_keeps_every_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(30_000, 33);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(30_000, 33);
+    let dir = tmp.path();
     let counting =
         |p: u32, rate: u32| job("count", "stats", p, rate).replace("wasm = \"count\"", "builtin = \"count\"");
     write(dir, "p2.toml", &counting(2, SLOW));
@@ -217,10 +211,8 @@ fn newer_state_version_is_rejected_by_an_older_operator() {
 /// still resumes the job exactly.
 #[test]
 fn relocated_savepoint_resumes_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let text = text(20_000, 36);
-    write(dir, "in.txt", &text);
+    let (tmp, text) = with_input(20_000, 36);
+    let dir = tmp.path();
     write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
     let (mut run, addr) = start_with_api(dir, "run", "job.toml", &[]);
     wait_for_checkpoints(dir, &mut run, 2);
