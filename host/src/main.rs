@@ -264,6 +264,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
                 );
             }
+            let tasks: Vec<String> = plan
+                .chains()
+                .iter()
+                .map(|c| c.iter().map(|&n| plan.nodes[n].id.as_str()).collect::<Vec<_>>().join(" -> "))
+                .collect();
+            println!("  tasks (chained nodes share a thread per subtask): {}", tasks.join(" | "));
         }
         Command::Checkpoints { what: CheckpointsCommand::List { target, job, overrides } } => {
             let storage = if target.contains("://") {
@@ -272,8 +278,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 Arc::new(weir_host::checkpoint::storage::Storage::open(&target, &cwd, &job)?)
             } else {
                 let plan = weir_host::run::plan_job(std::path::Path::new(&target), &overrides)?;
-                weir_host::run::open_storage(&plan)?
-                    .with_context(|| format!("{target} has no [checkpoint] section, so it has no checkpoints"))?
+                if plan.checkpoint.is_none() {
+                    anyhow::bail!("{target} has no [checkpoint] section, so it has no checkpoints");
+                }
+                weir_host::run::checkpoint_store(&plan)?.1
             };
             let rows = weir_host::checkpoint::listing::rows(&storage)?;
             if rows.is_empty() {

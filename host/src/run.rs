@@ -61,14 +61,16 @@ pub fn plan_job(path: &Path, overrides: &[Override]) -> Result<JobPlan, Error> {
     })
 }
 
-/// Opens the checkpoint store named by `plan`'s `[checkpoint] store`, if
-/// checkpointing is configured.
+/// The checkpoint settings of `plan` and the store they name. A job without
+/// `[checkpoint]` gets [`CheckpointSpec::savepoints_only`]: an in-memory
+/// store that holds only its final checkpoint (savepoints go elsewhere).
 ///
 /// # Errors
 /// [`Error::InvalidJob`] for a bad URL, [`Error::Storage`] if it cannot be set up.
-pub fn open_storage(plan: &JobPlan) -> Result<Option<Arc<Storage>>, Error> {
-    let Some(spec) = &plan.checkpoint else { return Ok(None) };
-    Ok(Some(Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?)))
+pub fn checkpoint_store(plan: &JobPlan) -> Result<(CheckpointSpec, Arc<Storage>), Error> {
+    let spec = plan.checkpoint.clone().unwrap_or_else(CheckpointSpec::savepoints_only);
+    let storage = Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?);
+    Ok((spec, storage))
 }
 
 /// Opens a savepoint (or retained checkpoint) directory given as a path or URL.
@@ -112,8 +114,7 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             m.path().display()
         );
     }
-    let spec = plan.checkpoint.clone().unwrap_or_else(CheckpointSpec::savepoints_only);
-    let storage = Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?);
+    let (spec, storage) = checkpoint_store(&plan)?;
     let savepoint = match &options.from_savepoint {
         Some(location) => {
             let store = open_savepoint(location, &plan.name)?;
@@ -250,7 +251,7 @@ impl Attempt<'_> {
             next_id: found.next_id.max(self.stats.last_triggered.load(Ordering::Relaxed) + 1),
             stats: self.stats.clone(),
         };
-        let job = dataflow::start(plan, self.modules, Some(setup), attempt)?;
+        let job = dataflow::start(plan, self.modules, setup, attempt)?;
         self.control.attach(job.stats());
         let display = self.show_progress.then(|| {
             progress::Display::new(&plan.name, job.stats(), plan.checkpoint.is_some().then(|| self.stats.clone()))

@@ -3,6 +3,7 @@
 //! helpers live in `weir_tests` (tests/lib.rs).
 
 mod bad_input;
+mod chaining;
 mod cli;
 mod operators;
 mod recovery;

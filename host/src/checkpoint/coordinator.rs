@@ -71,6 +71,8 @@ pub enum Control {
     Complete {
         /// Checkpoint id.
         checkpoint: u64,
+        /// The node it is for (a chained task gets one per member).
+        node: usize,
         /// Whether the subtask's final state is in it.
         includes_final: bool,
     },
@@ -192,8 +194,9 @@ pub struct Coordinator {
     pub requests: Receiver<SavepointRequest>,
     /// Take periodic checkpoints (false: savepoints and the final checkpoint only).
     pub periodic: bool,
-    /// Per node, per subtask: the task's control channel. Dropped when the
-    /// coordinator exits, which releases sinks waiting for a commit.
+    /// Per node, per subtask: the control channel of the task running it
+    /// (chained nodes share their task's). Dropped when the coordinator
+    /// exits, which releases sinks waiting for a commit.
     pub controls: Vec<Vec<Sender<Control>>>,
     /// First checkpoint id to use.
     pub next_id: u64,
@@ -492,7 +495,7 @@ impl Coordinator {
         for (i, node) in self.controls.iter().enumerate() {
             for (s, tx) in node.iter().enumerate() {
                 let includes_final = p.started.get(&(i, s as u32)) == Some(&false);
-                let _ = tx.send(Control::Complete { checkpoint: id, includes_final });
+                let _ = tx.send(Control::Complete { checkpoint: id, node: i, includes_final });
             }
         }
         // A newer complete checkpoint subsumes older pending ones (savepoints

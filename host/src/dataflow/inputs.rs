@@ -58,8 +58,7 @@ pub struct Inputs {
     /// failure propagates upstream.
     channels: Vec<Receiver<Message>>,
     state: Vec<State>,
-    /// The coordinator's messages, if checkpointing; dropped when the
-    /// coordinator goes away.
+    /// The coordinator's messages; `None` once the coordinator went away.
     control: Option<Receiver<Control>>,
     /// The checkpoint being aligned, and when its first barrier came.
     aligning: Option<(Barrier, Instant)>,
@@ -71,10 +70,10 @@ enum Got {
 }
 
 impl Inputs {
-    /// Reads from `channels`, and from `control` if given.
-    pub fn new(channels: Vec<Receiver<Message>>, control: Option<Receiver<Control>>) -> Self {
+    /// Reads from `channels`, and from `control`.
+    pub fn new(channels: Vec<Receiver<Message>>, control: Receiver<Control>) -> Self {
         let state = vec![State::Open; channels.len()];
-        Self { channels, state, control, aligning: None }
+        Self { channels, state, control: Some(control), aligning: None }
     }
 
     /// The next event. Calls `on_idle` (to flush outputs) before blocking.
@@ -176,7 +175,7 @@ mod tests {
     fn ends_only_when_every_channel_ended() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded();
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], crossbeam_channel::never());
         a_tx.send(Message::End).unwrap();
         b_tx.send(batch()).unwrap();
         b_tx.send(Message::End).unwrap();
@@ -187,7 +186,7 @@ mod tests {
     #[test]
     fn disconnect_without_end_is_cancellation() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded::<Message>();
-        let mut inputs = Inputs::new(vec![a_rx], None);
+        let mut inputs = Inputs::new(vec![a_rx], crossbeam_channel::never());
         drop(a_tx);
         assert!(inputs.next(|| Ok(())).is_err());
     }
@@ -196,7 +195,7 @@ mod tests {
     fn a_blocked_channel_is_not_read_until_every_barrier_arrived() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded();
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], crossbeam_channel::never());
         // a: barrier 1, then a record that belongs after the checkpoint.
         a_tx.send(Message::Barrier(Barrier::new(1))).unwrap();
         a_tx.send(batch()).unwrap();
@@ -223,7 +222,7 @@ mod tests {
     fn an_ended_channel_counts_as_aligned() {
         let (a_tx, a_rx) = crossbeam_channel::unbounded();
         let (b_tx, b_rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![a_rx, b_rx], None);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], crossbeam_channel::never());
         a_tx.send(Message::Barrier(Barrier::new(4))).unwrap();
         b_tx.send(batch()).unwrap();
         b_tx.send(Message::End).unwrap();
@@ -235,8 +234,8 @@ mod tests {
     fn control_messages_are_delivered() {
         let (_a_tx, a_rx) = crossbeam_channel::unbounded::<Message>();
         let (c_tx, c_rx) = crossbeam_channel::unbounded();
-        let mut inputs = Inputs::new(vec![a_rx], Some(c_rx));
-        c_tx.send(Control::Complete { checkpoint: 3, includes_final: false }).unwrap();
+        let mut inputs = Inputs::new(vec![a_rx], c_rx);
+        c_tx.send(Control::Complete { checkpoint: 3, node: 0, includes_final: false }).unwrap();
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Control(Control::Complete { checkpoint: 3, .. })));
     }
 }

@@ -1,5 +1,6 @@
-//! The dataflow: one thread per subtask, bounded channels between them,
-//! records routed by each edge's partitioning. [`start`] wires a
+//! The dataflow: one thread per subtask of each task (a source, or a chain
+//! of fused operators and sinks), bounded channels between them, records
+//! routed by each edge's partitioning. [`start`] wires a
 //! [`JobPlan`] into running tasks; [`RunningJob::wait`] joins them.
 //!
 //! **Failure.** The first task to fail records its error and raises the
@@ -24,6 +25,7 @@ use self::inputs::Inputs;
 use self::message::Message;
 use self::metrics::NodeMetrics;
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
+use self::task::MemberKind;
 use crate::Error;
 use crate::checkpoint::coordinator::{
     CheckpointStats, Control, Coordinator, NodeInfo, Outcome, SavepointInfo, SavepointRequest, TaskEvent,
@@ -32,11 +34,11 @@ use crate::checkpoint::manifest::ModuleEntry;
 use crate::checkpoint::restore::Restored;
 use crate::checkpoint::state::{SourcePosition, TaskState};
 use crate::checkpoint::storage::Storage;
+use crate::connectors::Source;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
 use crate::connectors::stdout_sink::{DiscardSink, StdoutSink};
-use crate::connectors::{Sink, Source};
 use crate::error::GuestError;
 use crate::job::spec::CheckpointSpec;
 use crate::job::spec::Partition;
@@ -249,10 +251,11 @@ pub fn node_infos(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Vec<Nod
         .collect()
 }
 
-/// Starts every task of `plan`, and the checkpoint coordinator if
-/// `checkpoints` is given (restoring every task from its `restored`
-/// checkpoint, if any). `modules` comes from [`load_modules`]; `attempt`
-/// counts restarts (guests see it in their instance info).
+/// Starts every task of `plan` (one thread per subtask of each of
+/// [`JobPlan::chains`]) and the checkpoint coordinator, restoring every task
+/// from `checkpoints.restored`, if any. `modules` comes from
+/// [`load_modules`]; `attempt` counts restarts (guests see it in their
+/// instance info).
 ///
 /// # Errors
 /// When a source or sink cannot be opened, or restored state does not fit
@@ -260,7 +263,7 @@ pub fn node_infos(plan: &JobPlan, modules: &[Option<OperatorModule>]) -> Vec<Nod
 pub fn start(
     plan: &JobPlan,
     modules: &[Option<OperatorModule>],
-    checkpoints: Option<CheckpointSetup<'_>>,
+    checkpoints: CheckpointSetup<'_>,
     attempt: u32,
 ) -> Result<RunningJob, Error> {
     let stats: Vec<NodeStats> = plan
@@ -268,40 +271,29 @@ pub fn start(
         .iter()
         .map(|n| NodeStats { id: n.id.clone(), parallelism: n.parallelism, metrics: Arc::default() })
         .collect();
-    let (mut senders, mut receivers) = wire(plan);
+    let chains = plan.chains();
+    let (mut senders, mut receivers) = wire(plan, &chains);
     let failure = Arc::new(FailureSlot::default());
-    let restored = checkpoints.as_ref().and_then(|c| c.restored);
-    // Coordinator wiring: one control channel per subtask, one event channel for all.
+    // Coordinator wiring: one control channel per task (shared by the nodes
+    // chained in it), one event channel for all.
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<TaskEvent>();
-    let mut controls: Vec<Vec<Sender<Control>>> = Vec::with_capacity(plan.nodes.len());
+    let mut controls: Vec<Vec<Option<Sender<Control>>>> =
+        plan.nodes.iter().map(|n| vec![None; n.parallelism as usize]).collect();
     let mut spawns: Vec<(String, Task)> = Vec::new();
-    for (n, node) in plan.nodes.iter().enumerate() {
-        let mut node_controls = Vec::with_capacity(node.parallelism as usize);
+    for chain in &chains {
+        let (head, tail) = (chain[0], chain[chain.len() - 1]);
+        let node = &plan.nodes[head];
         for s in 0..node.parallelism {
-            let edges = std::mem::take(&mut senders[n][s as usize]);
-            let out = Outputs::new(edges, plan.batch_size, stats[n].metrics.clone());
-            let link = checkpoints.as_ref().map(|_| {
-                let (tx, rx) = crossbeam_channel::unbounded();
-                node_controls.push(tx);
-                task::Link { node: n, subtask: s, events: events_tx.clone(), control: rx }
-            });
-            let inputs =
-                Inputs::new(std::mem::take(&mut receivers[n][s as usize]), link.as_ref().map(|l| l.control.clone()));
-            let metrics = stats[n].metrics.clone();
-            let state = restored.and_then(|r| r.state(&node.id, s)).cloned();
-            let misfit = |what: &str| {
-                Error::Corrupt(format!(
-                    "checkpoint {} holds {what} state for `{}` subtask {s}, which does not fit its kind",
-                    restored.map_or(0, Restored::id),
-                    node.id
-                ))
-            };
-            let info = InstanceInfo {
-                subtask: s,
-                parallelism: node.parallelism,
-                max_parallelism: plan.max_parallelism,
-                attempt,
-            };
+            let (control_tx, control) = crossbeam_channel::unbounded();
+            for &n in chain {
+                controls[n][s as usize] = Some(control_tx.clone());
+            }
+            let link = |n: usize| task::Link { node: n, subtask: s, events: events_tx.clone() };
+            let out = Outputs::new(
+                std::mem::take(&mut senders[tail][s as usize]),
+                plan.batch_size,
+                stats[tail].metrics.clone(),
+            );
             let task: Task = match &node.kind {
                 NodeKind::FileSource { .. } | NodeKind::Generator(_) => {
                     let mut source: Box<dyn Source> = match &node.kind {
@@ -311,80 +303,68 @@ pub fn start(
                         NodeKind::Generator(spec) => Box::new(Generator::new(spec, s, node.parallelism)),
                         _ => unreachable!("matched as a source above"),
                     };
-                    let cancel = failure.clone();
-                    let batch_size = plan.batch_size;
-                    match state {
+                    let (cancel, batch_size, link) = (failure.clone(), plan.batch_size, link(head));
+                    match restored_state(&checkpoints, plan, head, s) {
                         Some(TaskState::Source(SourcePosition::Finished)) => {
-                            Box::new(move || task::run_finished_source(out, link))
+                            Box::new(move || task::run_finished_source(out, &link))
                         }
                         Some(TaskState::Source(position)) => {
                             source.restore(position)?;
-                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, link))
+                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, &link, &control))
                         }
-                        Some(other) => return Err(misfit(other.kind())),
-                        None => Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, link)),
+                        Some(other) => return Err(misfit(&checkpoints, plan, head, s, other)),
+                        None => {
+                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, &link, &control))
+                        }
                     }
                 }
-                NodeKind::Operator { config_json, .. } => {
-                    let module = modules[n].clone().expect("operator nodes have modules");
-                    let config = config_json.clone();
-                    let restored = match state {
-                        Some(TaskState::Operator(op)) => Some(op),
-                        Some(other) => return Err(misfit(other.kind())),
-                        None => None,
-                    };
-                    Box::new(move || task::run_operator(&module, &info, &config, inputs, out, &metrics, link, restored))
-                }
-                NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink => {
-                    let sink: Box<dyn Sink> = match &node.kind {
-                        NodeKind::FileSink { path } => Box::new(FileSink::new(path, s)?),
-                        NodeKind::StdoutSink => Box::new(StdoutSink::default()),
-                        _ => Box::new(DiscardSink),
-                    };
-                    let restored = match state {
-                        Some(TaskState::Sink(sink_state)) => Some(sink_state),
-                        Some(other) => return Err(misfit(other.kind())),
-                        None => None,
-                    };
-                    Box::new(move || task::run_sink(sink, inputs, &metrics, link, restored))
+                _ => {
+                    let members = chain
+                        .iter()
+                        .map(|&n| member(plan, modules, &checkpoints, &stats[n], n, s, attempt, link(n)))
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    let inputs = Inputs::new(std::mem::take(&mut receivers[head][s as usize]), control);
+                    Box::new(move || task::run_chain(members, inputs, out))
                 }
             };
-            spawns.push((format!("{}#{s}", node.id), task));
+            let more = if chain.len() > 1 { format!("+{}", chain.len() - 1) } else { String::new() };
+            spawns.push((format!("{}{more}#{s}", node.id), task));
         }
-        controls.push(node_controls);
     }
     drop(events_tx);
+    let controls = controls
+        .into_iter()
+        .map(|node| node.into_iter().map(|c| c.expect("every node-subtask is in one task")).collect())
+        .collect();
     let stopped_with = Arc::new(Mutex::new(None));
-    if let Some(setup) = checkpoints {
-        let cancel = failure.clone();
-        let stop_slot = stopped_with.clone();
-        let coordinator = Coordinator {
-            spec: setup.spec,
-            periodic: setup.periodic,
-            requests: setup.requests,
-            storage: setup.storage,
-            job: plan.name.clone(),
-            max_parallelism: plan.max_parallelism,
-            nodes: node_infos(plan, modules),
-            events: events_rx,
-            controls,
-            next_id: setup.next_id,
-            cancelled: Box::new(move || cancel.cancel.load(Ordering::Relaxed)),
-            stats: setup.stats,
-        };
-        spawns.push((
-            "checkpoints".into(),
-            Box::new(move || match coordinator.run() {
-                Ok(Outcome::Finished) => Ok(()),
-                Ok(Outcome::StoppedWithSavepoint(info)) => {
-                    *stop_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
-                    Ok(())
-                }
-                Ok(Outcome::Stopped) => Err(TaskError::Cancelled),
-                Err(e) => Err(TaskError::Failed(e)),
-            }),
-        ));
-    }
+    let cancel = failure.clone();
+    let stop_slot = stopped_with.clone();
+    let coordinator = Coordinator {
+        spec: checkpoints.spec,
+        periodic: checkpoints.periodic,
+        requests: checkpoints.requests,
+        storage: checkpoints.storage,
+        job: plan.name.clone(),
+        max_parallelism: plan.max_parallelism,
+        nodes: node_infos(plan, modules),
+        events: events_rx,
+        controls,
+        next_id: checkpoints.next_id,
+        cancelled: Box::new(move || cancel.cancel.load(Ordering::Relaxed)),
+        stats: checkpoints.stats,
+    };
+    spawns.push((
+        "checkpoints".into(),
+        Box::new(move || match coordinator.run() {
+            Ok(Outcome::Finished) => Ok(()),
+            Ok(Outcome::StoppedWithSavepoint(info)) => {
+                *stop_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+                Ok(())
+            }
+            Ok(Outcome::Stopped) => Err(TaskError::Cancelled),
+            Err(e) => Err(TaskError::Failed(e)),
+        }),
+    ));
     let started = Instant::now();
     let (done_tx, done) = bounded::<()>(0);
     let mut threads = Vec::with_capacity(spawns.len());
@@ -406,18 +386,85 @@ pub fn start(
     Ok(RunningJob { job: plan.name.clone(), threads, done, stats, failure, stopped_with, started })
 }
 
+/// The restored state of node `n`'s subtask `s`, if any.
+fn restored_state(checkpoints: &CheckpointSetup<'_>, plan: &JobPlan, n: usize, s: u32) -> Option<TaskState> {
+    checkpoints.restored.and_then(|r| r.state(&plan.nodes[n].id, s)).cloned()
+}
+
+/// Restored state of the wrong kind for its node.
+fn misfit(checkpoints: &CheckpointSetup<'_>, plan: &JobPlan, n: usize, s: u32, found: TaskState) -> Error {
+    Error::Corrupt(format!(
+        "checkpoint {} holds {} state for `{}` subtask {s}, which does not fit its kind",
+        checkpoints.restored.map_or(0, Restored::id),
+        found.kind(),
+        plan.nodes[n].id
+    ))
+}
+
+/// Chain member for subtask `s` of operator or sink node `n`.
+#[allow(clippy::too_many_arguments)]
+fn member(
+    plan: &JobPlan,
+    modules: &[Option<OperatorModule>],
+    checkpoints: &CheckpointSetup<'_>,
+    stats: &NodeStats,
+    n: usize,
+    s: u32,
+    attempt: u32,
+    link: task::Link,
+) -> Result<task::Member, Error> {
+    let node = &plan.nodes[n];
+    let state = restored_state(checkpoints, plan, n, s);
+    let kind = match &node.kind {
+        NodeKind::Operator { config_json, .. } => MemberKind::Operator {
+            module: modules[n].clone().expect("operator nodes have modules"),
+            info: InstanceInfo {
+                subtask: s,
+                parallelism: node.parallelism,
+                max_parallelism: plan.max_parallelism,
+                attempt,
+            },
+            config: config_json.clone(),
+            restored: match state {
+                Some(TaskState::Operator(op)) => Some(op),
+                Some(other) => return Err(misfit(checkpoints, plan, n, s, other)),
+                None => None,
+            },
+        },
+        NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink => MemberKind::Sink {
+            sink: match &node.kind {
+                NodeKind::FileSink { path } => Box::new(FileSink::new(path, s)?),
+                NodeKind::StdoutSink => Box::new(StdoutSink::default()),
+                _ => Box::new(DiscardSink),
+            },
+            restored: match state {
+                Some(TaskState::Sink(sink)) => Some(sink),
+                Some(other) => return Err(misfit(checkpoints, plan, n, s, other)),
+                None => None,
+            },
+        },
+        NodeKind::FileSource { .. } | NodeKind::Generator(_) => {
+            unreachable!("sources head their own task (JobPlan::chains)")
+        }
+    };
+    Ok(task::Member { link, metrics: stats.metrics.clone(), kind })
+}
+
 /// The body of one subtask's thread.
 type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
 
 type EdgeOutputs = Vec<Vec<Vec<EdgeOutput>>>;
 type InputChannels = Vec<Vec<Vec<Receiver<Message>>>>;
 
-/// Creates every channel: `[node][subtask]` → outgoing edges, incoming receivers.
-fn wire(plan: &JobPlan) -> (EdgeOutputs, InputChannels) {
+/// Creates every channel: `[node][subtask]` → outgoing edges, incoming
+/// receivers. Edges inside a chain need none.
+fn wire(plan: &JobPlan, chains: &[Vec<usize>]) -> (EdgeOutputs, InputChannels) {
     let mut outs: EdgeOutputs = plan.nodes.iter().map(|n| (0..n.parallelism).map(|_| Vec::new()).collect()).collect();
     let mut ins: InputChannels = plan.nodes.iter().map(|n| (0..n.parallelism).map(|_| Vec::new()).collect()).collect();
+    let chained: std::collections::HashSet<(usize, usize)> =
+        chains.iter().flat_map(|c| c.windows(2).map(|w| (w[0], w[1]))).collect();
     for (n, node) in plan.nodes.iter().enumerate() {
-        for edge in &node.inputs {
+        for edge in node.inputs.iter().filter(|e| !chained.contains(&(e.from, n))) {
             let up = plan.nodes[edge.from].parallelism;
             for u in 0..up {
                 let targets: Vec<Sender<Message>> = if edge.partition == Partition::Forward {

@@ -82,6 +82,26 @@ impl EdgeOutput {
     }
 }
 
+/// Checks that `batch` is well framed and counts its records.
+///
+/// # Errors
+/// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on `blame`).
+pub fn count_records(batch: &[u8], blame: impl Fn() -> (String, u32)) -> Result<usize, TaskError> {
+    let mut count = 0;
+    for rec in frame::read(batch) {
+        rec.map_err(|e| malformed(&blame, &e))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn malformed(blame: &impl Fn() -> (String, u32), e: &frame::FrameError) -> TaskError {
+    let (operator, subtask) = blame();
+    TaskError::Failed(
+        GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }.into(),
+    )
+}
+
 enum Route {
     One(usize),
     All,
@@ -111,13 +131,7 @@ impl Outputs {
         loop {
             let start = reader.offset();
             let Some(rec) = reader.next() else { break };
-            let rec = rec.map_err(|e| {
-                let (operator, subtask) = blame();
-                TaskError::Failed(
-                    GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }
-                        .into(),
-                )
-            })?;
+            let rec = rec.map_err(|e| malformed(&blame, &e))?;
             let raw = &batch[start..reader.offset()];
             count += 1;
             for edge in &mut self.edges {

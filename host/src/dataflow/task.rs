@@ -1,31 +1,39 @@
-//! The three task loops — source, operator, sink — one thread per subtask.
+//! The two task loops — a source's and a chain's — one thread per subtask.
 //! Each returns when its input is exhausted (after passing `End` on), when it
 //! fails ([`TaskError::Failed`]), or when a neighbour failed ([`TaskError::Cancelled`]).
 //!
-//! With checkpointing, each task also has a [`Link`] to the coordinator:
-//! sources turn a trigger into a position snapshot plus a barrier; operators
-//! and sinks snapshot when [`Next::Aligned`] says every input delivered the
-//! barrier, then pass the barrier on. The only pause of the record path is
-//! that snapshot; uploading happens elsewhere. A task that finishes sends
-//! its final state once, so later checkpoints can include it.
+//! A **chain** is a run of nodes fused into one task (see
+//! [`JobPlan::chains`](crate::job::JobPlan::chains)): operators, possibly
+//! ending in a sink. Records pass from one member to the next as a call;
+//! only the chain's head reads channels and only its tail (if an operator)
+//! writes them. A lone operator or sink is a chain of one.
+//!
+//! Every member has its own [`Link`] to the checkpoint coordinator, which
+//! sees the same nodes and subtasks with or without chaining: sources turn
+//! a trigger into a position snapshot plus a barrier; a chain snapshots
+//! every member, in order, when [`Next::Aligned`] says every input
+//! delivered the barrier, then passes the barrier on. The only pause of the
+//! record path is that snapshot; uploading happens elsewhere. A member that
+//! finishes sends its final state once, so later checkpoints can include it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use super::TaskError;
 use super::inputs::{Inputs, Next};
 use super::message::Barrier;
 use super::metrics::NodeMetrics;
-use super::output::Outputs;
-use super::{Cancelled, TaskError};
+use super::output::{Outputs, count_records};
 use crate::checkpoint::coordinator::{Control, TaskEvent};
-use crate::checkpoint::state::{self, OperatorState, SourcePosition, TaskState};
+use crate::checkpoint::state::{self, OperatorState, SinkState, SourcePosition, TaskState};
 use crate::connectors::{Sink, Source, SourceStatus};
 use crate::wasm::OperatorModule;
-use crate::wasm::instance::InstanceInfo;
+use crate::wasm::instance::{GuestInstance, InstanceInfo};
 
-/// A task's connection to the checkpoint coordinator.
+/// One node-subtask's connection to the checkpoint coordinator.
 pub struct Link {
     /// Node index in the plan.
     pub node: usize,
@@ -33,9 +41,6 @@ pub struct Link {
     pub subtask: u32,
     /// Acks and the final state, to the coordinator.
     pub events: Sender<TaskEvent>,
-    /// Triggers (sources) and completions, from the coordinator. Handed to
-    /// [`Inputs`] for operators and sinks.
-    pub control: Receiver<Control>,
 }
 
 impl Link {
@@ -62,7 +67,8 @@ impl Link {
     }
 }
 
-/// Reads `source` until exhausted (or `cancel` is set), sending batches on.
+/// Reads `source` until exhausted (or `cancel` is set), sending batches on;
+/// on a trigger from `control`, snapshots its position and emits the barrier.
 /// (Its records are counted as the node's output by `out`.)
 ///
 /// # Errors
@@ -72,29 +78,28 @@ pub fn run_source(
     mut out: Outputs,
     batch_size: usize,
     cancel: &AtomicBool,
-    link: Option<Link>,
+    link: &Link,
+    control: &Receiver<Control>,
 ) -> Result<(), TaskError> {
     let mut buf = Vec::with_capacity(batch_size * 64);
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }
-        if let Some(link) = &link {
-            loop {
-                match link.control.try_recv() {
-                    Ok(Control::Trigger(barrier)) => {
-                        let started = Instant::now();
-                        let state = TaskState::Source(source.position());
-                        link.ack(barrier.id, &state, Duration::ZERO, started.elapsed());
-                        out.barrier(barrier)?;
-                        if barrier.stop {
-                            // Stop-with-savepoint: no `End` — the job resumes from here.
-                            return Ok(());
-                        }
+        loop {
+            match control.try_recv() {
+                Ok(Control::Trigger(barrier)) => {
+                    let started = Instant::now();
+                    let state = TaskState::Source(source.position());
+                    link.ack(barrier.id, &state, Duration::ZERO, started.elapsed());
+                    out.barrier(barrier)?;
+                    if barrier.stop {
+                        // Stop-with-savepoint: no `End` — the job resumes from here.
+                        return Ok(());
                     }
-                    Ok(Control::Complete { .. }) => {}
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
+                Ok(Control::Complete { .. }) => {}
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         buf.clear();
@@ -103,9 +108,7 @@ pub fn run_source(
         out.flush()?;
         if status == SourceStatus::Exhausted {
             out.end()?;
-            if let Some(link) = &link {
-                link.finished(&TaskState::Source(SourcePosition::Finished));
-            }
+            link.finished(&TaskState::Source(SourcePosition::Finished));
             return Ok(());
         }
     }
@@ -115,11 +118,9 @@ pub fn run_source(
 ///
 /// # Errors
 /// When downstream is gone.
-pub fn run_finished_source(mut out: Outputs, link: Option<Link>) -> Result<(), TaskError> {
+pub fn run_finished_source(mut out: Outputs, link: &Link) -> Result<(), TaskError> {
     out.end()?;
-    if let Some(link) = &link {
-        link.finished(&TaskState::Source(SourcePosition::Finished));
-    }
+    link.finished(&TaskState::Source(SourcePosition::Finished));
     Ok(())
 }
 
@@ -128,152 +129,303 @@ fn unreachable_blame() -> (String, u32) {
     ("<source>".into(), 0)
 }
 
-/// Runs one guest instance over its inputs, from `restored` state if given.
-///
-/// # Errors
-/// When the guest fails, or a neighbour did.
-#[allow(clippy::too_many_arguments)]
-pub fn run_operator(
-    module: &OperatorModule,
-    info: &InstanceInfo,
-    config_json: &str,
-    mut inputs: Inputs,
-    mut out: Outputs,
-    metrics: &NodeMetrics,
-    link: Option<Link>,
-    restored: Option<OperatorState>,
-) -> Result<(), TaskError> {
-    let finished_state = TaskState::Operator(OperatorState { finished: true, guest: None });
-    if restored.as_ref().is_some_and(|r| r.finished) {
-        // It consumed all its input before the checkpoint; its output is
-        // downstream's state already. Running `finish` again would repeat it.
-        // Its upstream finished too: wait for their `End`s (exiting first
-        // would make their sends fail), then pass `End` on.
-        while !matches!(inputs.next(|| Ok(()))?, Next::AllEnded) {}
-        out.end()?;
-        if let Some(link) = &link {
-            link.finished(&finished_state);
-        }
-        return Ok(());
-    }
-    let mut guest = module.instantiate(info.subtask)?;
-    guest.init(info, config_json, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
-    let blame = || (module.operator.to_string(), info.subtask);
-    loop {
-        match inputs.next(|| out.flush())? {
-            Next::Batch { batch, .. } => {
-                metrics.add_in(batch.records as u64);
-                let produced = guest.process(&batch.bytes)?;
-                out.emit(&produced, blame)?;
-            }
-            Next::Aligned { checkpoint, stop, alignment } => {
-                let started = Instant::now();
-                let snapshot = guest.snapshot(checkpoint)?;
-                let state = TaskState::Operator(OperatorState { finished: false, guest: Some(snapshot) });
-                if let Some(link) = &link {
-                    link.ack(checkpoint, &state, alignment, started.elapsed());
-                }
-                out.barrier(Barrier { id: checkpoint, stop })?;
-                if stop {
-                    // Stop-with-savepoint: no `finish` and no `End`; the job resumes from here.
-                    return Ok(());
-                }
-            }
-            Next::Control(Control::Complete { checkpoint, .. }) => guest.checkpoint_complete(checkpoint)?,
-            Next::Control(Control::Trigger(_)) => {}
-            Next::AllEnded => {
-                let produced = guest.finish()?;
-                out.emit(&produced, blame)?;
-                out.end()?;
-                if let Some(link) = &link {
-                    link.finished(&finished_state);
-                }
-                return Ok(());
-            }
-        }
-    }
+/// One node of a chain, before it runs.
+pub struct Member {
+    /// This node-subtask's connection to the coordinator.
+    pub link: Link,
+    /// The node's counters.
+    pub metrics: Arc<NodeMetrics>,
+    /// What it is.
+    pub kind: MemberKind,
 }
 
-/// Writes every input batch into `sink`. Without checkpoints it commits at
-/// the end; with them it seals output at each barrier, commits on each
-/// completion, and after the end waits for the checkpoint holding its final
-/// state before committing the rest. Discards unsealed output on failure.
+/// What a chain member does.
+#[allow(clippy::large_enum_variant, reason = "one per chain member, built once per task")]
+pub enum MemberKind {
+    /// A Wasm operator, instantiated when the chain starts.
+    Operator {
+        /// The compiled component.
+        module: OperatorModule,
+        /// Subtask, parallelism, attempt.
+        info: InstanceInfo,
+        /// The operator's config, as JSON.
+        config: String,
+        /// State to start from.
+        restored: Option<OperatorState>,
+    },
+    /// A sink: only ever a chain's last member.
+    Sink {
+        /// The subtask's share of the sink.
+        sink: Box<dyn Sink>,
+        /// State to start from.
+        restored: Option<SinkState>,
+    },
+}
+
+/// A member while the chain runs.
+struct Stage {
+    link: Link,
+    metrics: Arc<NodeMetrics>,
+    /// Consumed all its input (or restored so): it takes no more records
+    /// and its state is final.
+    finished: bool,
+    work: Work,
+}
+
+#[allow(clippy::large_enum_variant, reason = "one per chain member; boxing would add a hop per call")]
+enum Work {
+    Operator { operator: Arc<str>, guest: Option<GuestInstance> },
+    Sink(Box<dyn Sink>),
+}
+
+/// Runs the chain `members` over `inputs` (the head's), writing the tail's
+/// output to `out` (no edges if the tail is a sink). A sink tail seals its
+/// output at each barrier, commits on each completion, and after the end
+/// waits for the checkpoint holding its final state before committing the
+/// rest; on failure it discards unsealed output.
 ///
 /// # Errors
-/// When the sink fails, or a neighbour did.
-pub fn run_sink(
-    mut sink: Box<dyn Sink>,
-    mut inputs: Inputs,
-    metrics: &NodeMetrics,
-    link: Option<Link>,
-    restored: Option<state::SinkState>,
-) -> Result<(), TaskError> {
-    let result = sink_loop(&mut *sink, &mut inputs, metrics, link.as_ref(), restored);
+/// When a member fails (a guest, the sink), or a neighbour did.
+pub fn run_chain(members: Vec<Member>, mut inputs: Inputs, out: Outputs) -> Result<(), TaskError> {
+    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out };
+    let result = chain.open(members).and_then(|()| chain.run(&mut inputs));
     if result.is_err() {
-        sink.abort();
+        for stage in &mut chain.stages {
+            if let Work::Sink(sink) = &mut stage.work {
+                sink.abort();
+            }
+        }
     }
     result
 }
 
-fn sink_loop(
-    sink: &mut dyn Sink,
-    inputs: &mut Inputs,
-    metrics: &NodeMetrics,
-    link: Option<&Link>,
-    restored: Option<state::SinkState>,
-) -> Result<(), TaskError> {
-    let mut finished = false;
-    if let Some(state) = restored {
-        sink.restore(&state)?;
-        finished = state.finished;
-    } else {
-        sink.clean_start()?;
+struct Chain {
+    stages: Vec<Stage>,
+    out: Outputs,
+}
+
+impl Chain {
+    /// Instantiates and restores every member, head first.
+    fn open(&mut self, members: Vec<Member>) -> Result<(), TaskError> {
+        for Member { link, metrics, kind } in members {
+            let (finished, work) = match kind {
+                MemberKind::Operator { module, info, config, restored } => {
+                    let finished = restored.as_ref().is_some_and(|r| r.finished);
+                    let guest = if finished {
+                        // It consumed all its input before the checkpoint; its output is
+                        // downstream's state already. Running `finish` again would repeat it.
+                        None
+                    } else {
+                        let mut guest = module.instantiate(info.subtask)?;
+                        guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
+                        Some(guest)
+                    };
+                    (finished, Work::Operator { operator: module.operator.clone(), guest })
+                }
+                MemberKind::Sink { mut sink, restored } => {
+                    let finished = match restored {
+                        Some(state) => {
+                            sink.restore(&state)?;
+                            state.finished
+                        }
+                        None => {
+                            sink.clean_start()?;
+                            false
+                        }
+                    };
+                    (finished, Work::Sink(sink))
+                }
+            };
+            self.stages.push(Stage { link, metrics, finished, work });
+        }
+        Ok(())
     }
-    while !finished {
-        match inputs.next(|| Ok::<(), Cancelled>(()))? {
-            Next::Batch { batch, .. } => {
-                sink.write(&batch.bytes)?;
-                metrics.add_in(batch.records as u64);
+
+    fn run(&mut self, inputs: &mut Inputs) -> Result<(), TaskError> {
+        loop {
+            let out = &mut self.out;
+            match inputs.next(|| out.flush())? {
+                Next::Batch { batch, .. } => self.push(0, batch.bytes, batch.records)?,
+                Next::Aligned { checkpoint, stop, alignment } => {
+                    self.snapshot(checkpoint, alignment)?;
+                    if self.sink().is_some() {
+                        if stop {
+                            return self.wait_for_savepoint(inputs, checkpoint);
+                        }
+                    } else {
+                        self.out.barrier(Barrier { id: checkpoint, stop })?;
+                        if stop {
+                            // Stop-with-savepoint: no `finish` and no `End`; the job resumes from here.
+                            return Ok(());
+                        }
+                    }
+                }
+                Next::Control(Control::Complete { checkpoint, node, .. }) => self.complete(checkpoint, node)?,
+                Next::Control(Control::Trigger(_)) => {}
+                Next::AllEnded => return self.finish(inputs),
             }
-            Next::Aligned { checkpoint, stop, alignment } => {
-                let started = Instant::now();
-                let state = TaskState::Sink(sink.pre_commit(checkpoint, false)?);
-                if let Some(link) = link {
-                    link.ack(checkpoint, &state, alignment, started.elapsed());
-                    if stop {
-                        return wait_for_savepoint(sink, inputs, checkpoint);
+        }
+    }
+
+    /// Feeds `bytes` (`records` records) to stage `at`, and what it produces
+    /// to the stages after it.
+    fn push(&mut self, mut at: usize, mut bytes: Vec<u8>, mut records: usize) -> Result<(), TaskError> {
+        let last = self.stages.len() - 1;
+        loop {
+            let stage = &mut self.stages[at];
+            if stage.finished {
+                // Only after a restore into a changed graph: its input was consumed before.
+                return Ok(());
+            }
+            stage.metrics.add_in(records as u64);
+            let produced = match &mut stage.work {
+                Work::Sink(sink) => return Ok(sink.write(&bytes)?),
+                Work::Operator { guest, .. } => {
+                    guest.as_mut().expect("running operators have a guest").process(&bytes)?
+                }
+            };
+            if at == last {
+                return self.emit(at, &produced);
+            }
+            records = self.count(at, &produced)?;
+            if records == 0 {
+                return Ok(());
+            }
+            (at, bytes) = (at + 1, produced);
+        }
+    }
+
+    /// Routes a tail operator's output downstream.
+    fn emit(&mut self, at: usize, produced: &[u8]) -> Result<(), TaskError> {
+        let stage = &self.stages[at];
+        self.out.emit(produced, || stage.blame())
+    }
+
+    /// Checks and counts a chained operator's output (what a channel hop would check).
+    fn count(&self, at: usize, produced: &[u8]) -> Result<usize, TaskError> {
+        let stage = &self.stages[at];
+        let records = count_records(produced, || stage.blame())?;
+        stage.metrics.add_out(records as u64);
+        Ok(records)
+    }
+
+    /// Snapshots every member for `checkpoint`, head first.
+    fn snapshot(&mut self, checkpoint: u64, alignment: Duration) -> Result<(), TaskError> {
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            let started = Instant::now();
+            let state = match &mut stage.work {
+                Work::Operator { guest: Some(guest), .. } if !stage.finished => {
+                    TaskState::Operator(OperatorState { finished: false, guest: Some(guest.snapshot(checkpoint)?) })
+                }
+                Work::Operator { .. } => TaskState::Operator(OperatorState { finished: true, guest: None }),
+                Work::Sink(sink) => TaskState::Sink(sink.pre_commit(checkpoint, stage.finished)?),
+            };
+            // Only the head waits for barriers; the rest get them at once.
+            let alignment = if i == 0 { alignment } else { Duration::ZERO };
+            stage.link.ack(checkpoint, &state, alignment, started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` is complete: tell member `node`.
+    fn complete(&mut self, checkpoint: u64, node: usize) -> Result<(), TaskError> {
+        let Some(stage) = self.stages.iter_mut().find(|s| s.link.node == node) else { return Ok(()) };
+        match &mut stage.work {
+            Work::Operator { guest: Some(guest), .. } if !stage.finished => guest.checkpoint_complete(checkpoint)?,
+            Work::Operator { .. } => {}
+            Work::Sink(sink) => sink.commit(checkpoint)?,
+        }
+        Ok(())
+    }
+
+    /// Every input ended: finish each member in order (its last output
+    /// flowing into the next), end the outputs, report final states; a sink
+    /// tail then commits once the checkpoint holding its final state completes.
+    fn finish(&mut self, inputs: &mut Inputs) -> Result<(), TaskError> {
+        let last = self.stages.len() - 1;
+        for at in 0..self.stages.len() {
+            let stage = &mut self.stages[at];
+            let produced = match &mut stage.work {
+                Work::Operator { guest: Some(guest), .. } if !stage.finished => Some(guest.finish()?),
+                _ => None,
+            };
+            stage.finished = true;
+            if let Some(produced) = produced {
+                if at == last {
+                    self.emit(at, &produced)?;
+                } else {
+                    let records = self.count(at, &produced)?;
+                    if records > 0 {
+                        self.push(at + 1, produced, records)?;
                     }
                 }
             }
-            Next::Control(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
-            Next::Control(Control::Trigger(_)) => {}
-            Next::AllEnded => finished = true,
+            // `push` skips finished stages: mark the next one only when its turn comes.
+        }
+        self.out.end()?;
+        for stage in &mut self.stages {
+            let state = match &mut stage.work {
+                Work::Operator { .. } => TaskState::Operator(OperatorState { finished: true, guest: None }),
+                Work::Sink(sink) => TaskState::Sink(sink.pre_commit(u64::MAX, true)?),
+            };
+            stage.link.finished(&state);
+        }
+        let Some(node) = self.sink().map(|s| s.link.node) else { return Ok(()) };
+        loop {
+            match inputs.next_control() {
+                Some(Control::Complete { checkpoint, node: n, includes_final }) if n == node => {
+                    let sink = self.sink().and_then(Stage::sink_mut).expect("the tail is a sink");
+                    if includes_final {
+                        return Ok(sink.commit_all()?);
+                    }
+                    sink.commit(checkpoint)?;
+                }
+                Some(_) => {}
+                None => return Err(TaskError::Cancelled),
+            }
         }
     }
-    let Some(link) = link else { return Ok(sink.commit_all()?) };
-    link.finished(&TaskState::Sink(sink.pre_commit(u64::MAX, true)?));
-    loop {
-        match inputs.next_control() {
-            Some(Control::Complete { includes_final: true, .. }) => return Ok(sink.commit_all()?),
-            Some(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
-            Some(Control::Trigger(_)) => {}
-            None => return Err(TaskError::Cancelled),
+
+    /// Stop-with-savepoint, with a sink tail: its output up to the savepoint
+    /// is sealed; commit it once the savepoint is complete, then stop.
+    fn wait_for_savepoint(&mut self, inputs: &mut Inputs, savepoint: u64) -> Result<(), TaskError> {
+        let stage = self.sink().expect("the tail is a sink");
+        let node = stage.link.node;
+        let sink = stage.sink_mut().expect("the tail is a sink");
+        loop {
+            match inputs.next_control() {
+                Some(Control::Complete { checkpoint, node: n, .. }) if n == node => {
+                    sink.commit(checkpoint)?;
+                    if checkpoint >= savepoint {
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+                None => return Err(TaskError::Cancelled),
+            }
         }
+    }
+
+    /// The tail, if it is a sink.
+    fn sink(&mut self) -> Option<&mut Stage> {
+        self.stages.last_mut().filter(|s| matches!(s.work, Work::Sink(_)))
     }
 }
 
-/// Stop-with-savepoint, at a sink: its output up to the savepoint is sealed;
-/// commit it once the savepoint is complete, then stop.
-fn wait_for_savepoint(sink: &mut dyn Sink, inputs: &mut Inputs, savepoint: u64) -> Result<(), TaskError> {
-    loop {
-        match inputs.next_control() {
-            Some(Control::Complete { checkpoint, .. }) if checkpoint >= savepoint => {
-                sink.commit(checkpoint)?;
-                return Ok(());
-            }
-            Some(Control::Complete { checkpoint, .. }) => sink.commit(checkpoint)?,
-            Some(Control::Trigger(_)) => {}
-            None => return Err(TaskError::Cancelled),
+impl Stage {
+    fn sink_mut(&mut self) -> Option<&mut Box<dyn Sink>> {
+        match &mut self.work {
+            Work::Sink(sink) => Some(sink),
+            Work::Operator { .. } => None,
         }
+    }
+
+    /// Who to blame for malformed output.
+    fn blame(&self) -> (String, u32) {
+        let operator = match &self.work {
+            Work::Operator { operator, .. } => operator.to_string(),
+            Work::Sink(_) => String::new(),
+        };
+        (operator, self.link.subtask)
     }
 }

@@ -20,6 +20,8 @@ pub struct JobPlan {
     pub max_parallelism: u32,
     /// Records per batch.
     pub batch_size: usize,
+    /// Whether [`JobPlan::chains`] may fuse nodes (`[job] chaining`).
+    pub chaining: bool,
     /// Guest limits.
     pub limits: LimitsSpec,
     /// Checkpointing, if enabled.
@@ -92,6 +94,44 @@ impl NodeKind {
             Self::Operator { .. } => "operator",
             Self::FileSink { .. } | Self::StdoutSink | Self::DiscardSink => "sink",
         }
+    }
+}
+
+impl JobPlan {
+    /// The plan's tasks: each a chain of node indices, in plan order, that
+    /// one thread per subtask runs. Node `b` joins the chain of `a` when `a`
+    /// is an operator whose only consumer is `b`, and `b` (an operator or a
+    /// sink) reads only `a`, forward (so with the same parallelism). Records
+    /// then pass from `a` to `b` as a call, not through a channel. Sources
+    /// are never chained: reading input overlaps with processing it.
+    /// Without `[job] chaining`, every node is a chain of its own.
+    pub fn chains(&self) -> Vec<Vec<usize>> {
+        let mut consumers = vec![0usize; self.nodes.len()];
+        for node in &self.nodes {
+            for edge in &node.inputs {
+                consumers[edge.from] += 1;
+            }
+        }
+        let mut chain_of: Vec<usize> = Vec::with_capacity(self.nodes.len());
+        let mut chains: Vec<Vec<usize>> = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let joins = match node.inputs.as_slice() {
+                [edge] if self.chaining && edge.partition == Partition::Forward && consumers[edge.from] == 1 => {
+                    let up = &self.nodes[edge.from];
+                    matches!(up.kind, NodeKind::Operator { .. }) && node.kind.label() != "source"
+                }
+                _ => false,
+            };
+            if joins {
+                let c = chain_of[node.inputs[0].from];
+                chains[c].push(n);
+                chain_of.push(c);
+            } else {
+                chain_of.push(chains.len());
+                chains.push(vec![n]);
+            }
+        }
+        chains
     }
 }
 
@@ -202,6 +242,7 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         name: spec.job.name.clone().unwrap_or_else(|| name.to_owned()),
         max_parallelism,
         batch_size,
+        chaining: spec.job.chaining.unwrap_or(true),
         limits: spec.limits.clone(),
         checkpoint: spec.checkpoint.clone(),
         restart,
@@ -401,6 +442,64 @@ input = ["b", "a"]
         assert_eq!(p.nodes[2].inputs, [Edge { from: 1, partition: Partition::Key }]);
         assert_eq!(p.nodes[3].inputs[0].partition, Partition::Rebalance);
         assert_eq!(p.max_parallelism, 128);
+    }
+
+    fn chain_ids(p: &JobPlan) -> Vec<Vec<&str>> {
+        p.chains().iter().map(|c| c.iter().map(|&n| p.nodes[n].id.as_str()).collect()).collect()
+    }
+
+    #[test]
+    fn forward_single_consumer_operators_and_their_sink_are_chained() {
+        let text = r#"
+[sources.lines]
+kind = "file"
+path = "in.txt"
+[operators.a]
+wasm = "op.wasm"
+input = "lines"
+[operators.b]
+wasm = "op.wasm"
+input = "a"
+[operators.c]
+wasm = "op.wasm"
+input = "b"
+partition = "key"
+[operators.d]
+wasm = "op.wasm"
+input = "c"
+[sinks.out]
+kind = "stdout"
+input = "d"
+"#;
+        let p = plan_text(text).unwrap();
+        // The source stays alone; a key edge starts a new chain.
+        assert_eq!(chain_ids(&p), [vec!["lines"], vec!["a", "b"], vec!["c", "d", "out"]]);
+        let p = plan_text(&format!("[job]\nchaining = false\n{text}")).unwrap();
+        assert_eq!(p.chains().len(), p.nodes.len());
+    }
+
+    #[test]
+    fn fan_out_fan_in_and_parallelism_changes_break_chains() {
+        // BASE: a (×2) feeds b (key) and out; out reads two inputs.
+        let p = plan_text(BASE).unwrap();
+        assert_eq!(chain_ids(&p), [vec!["lines"], vec!["a"], vec!["b"], vec!["out"]]);
+        let text = r#"
+[sources.lines]
+kind = "file"
+path = "in.txt"
+[operators.a]
+wasm = "op.wasm"
+input = "lines"
+[operators.b]
+wasm = "op.wasm"
+input = "a"
+parallelism = 2
+[sinks.out]
+kind = "stdout"
+input = "b"
+parallelism = 2
+"#;
+        assert_eq!(chain_ids(&plan_text(text).unwrap()), [vec!["lines"], vec!["a"], vec!["b", "out"]]);
     }
 
     #[test]

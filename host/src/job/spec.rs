@@ -44,6 +44,9 @@ pub struct JobSection {
     pub max_parallelism: Option<u32>,
     /// Records per batch sent between tasks and into guests. Default 1024.
     pub batch_size: Option<usize>,
+    /// Fuse forward-connected operators (and a sink after them) into one
+    /// task, as Flink's operator chaining does. Default true.
+    pub chaining: Option<bool>,
 }
 
 /// `[limits]`: what one guest instance may use.
