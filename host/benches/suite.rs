@@ -327,31 +327,39 @@ impl Bench {
         }
     }
 
-    /// W3: lines → map(uppercase) → filter → discard.
+    /// W3: lines → map(uppercase) → filter → discard, at parallelism 1 and
+    /// 2 (every node: the source reads byte ranges of the one file), and at
+    /// 2 without operator chaining, to show what chaining is worth.
     fn stateless(&mut self, input: &Path, lines: u64) {
         let (native, kept) = best_of(3, || native_stateless(input));
         let native_rate = per_sec(lines, native);
-        let job = self.job(
-            "w3.toml",
-            &format!(
-                "[job]\nname = \"bench3\"\n[sources.lines]\nkind = \"file\"\npath = \"{}\"\n\
-                 [operators.upper]\nbuiltin = \"map\"\ninput = \"lines\"\nconfig = {{ transform = \"uppercase\" }}\n\
-                 [operators.keep]\nbuiltin = \"filter\"\ninput = \"upper\"\nconfig = {{ contains = \"W1\" }}\n\
-                 [sinks.out]\nkind = \"discard\"\ninput = \"keep\"\n",
-                input.display()
-            ),
-        );
-        self.warm(&job);
-        let m = self.run_best(&job);
-        let rate = per_sec(lines, m.wall);
         eprintln!("native stateless: {lines} lines, {kept} kept, {native:.2?}");
-        self.row(
-            "W3",
-            "map(uppercase) → filter → discard, lines/s",
-            human(rate),
-            human(native_rate),
-            format!("{:.2}×", rate / native_rate),
-        );
+        for (p, chaining) in [(1, true), (2, true), (2, false)] {
+            let job = self.job(
+                &format!("w3-p{p}-{chaining}.toml"),
+                &format!(
+                    "[job]\nname = \"bench3\"\nchaining = {chaining}\n\
+                     [sources.lines]\nkind = \"file\"\npath = \"{}\"\nparallelism = {p}\n\
+                     [operators.upper]\nbuiltin = \"map\"\ninput = \"lines\"\nparallelism = {p}\n\
+                     config = {{ transform = \"uppercase\" }}\n\
+                     [operators.keep]\nbuiltin = \"filter\"\ninput = \"upper\"\nparallelism = {p}\n\
+                     config = {{ contains = \"W1\" }}\n\
+                     [sinks.out]\nkind = \"discard\"\ninput = \"keep\"\nparallelism = {p}\n",
+                    input.display()
+                ),
+            );
+            self.warm(&job);
+            let m = self.run_best(&job);
+            let rate = per_sec(lines, m.wall);
+            let chained = if chaining { "" } else { ", unchained" };
+            self.row(
+                "W3",
+                &format!("map(uppercase) → filter → discard p{p}{chained}, lines/s"),
+                human(rate),
+                human(native_rate),
+                format!("{:.2}×", rate / native_rate),
+            );
+        }
     }
 
     /// W4: recovery time with ~10 MB and ~200 MB of operator state.

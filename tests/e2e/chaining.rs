@@ -1,7 +1,8 @@
 //! Operator chaining: nodes fused into one task keep every guarantee of
 //! separate tasks — per-node checkpoint state, failover from a trap inside
 //! the chain, SIGKILL and resume — and produce the same output as the
-//! unchained job.
+//! unchained job. The job's source reads one file as byte ranges, so its
+//! range positions go through the same failover and kill.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,7 @@ use weir_tests::{assert_exact, committed_lines, complete_checkpoints, counts_by_
 
 use crate::{Background, TIMEOUT, wasm, weir, with_input, write};
 
-/// lines → tokenize ×2 → (key) boom ×2 → count ×2 → keep ×2 → file `out/` ×2.
+/// lines ×2 (byte ranges of one file) → tokenize ×2 → (key) boom ×2 → count ×2 → keep ×2 → file `out/` ×2.
 /// `boom → count → keep → out` is forward all the way: one chain, headed by
 /// a guest (`panic_at`, passing records through with their keys) that
 /// panics at its `at`-th record in the first attempt of each run, with
@@ -25,6 +26,7 @@ name = "chained"
 kind = "file"
 path = "in.txt"
 rate = {rate}
+parallelism = 2
 
 [operators.tokenize]
 builtin = "tokenize"

@@ -48,6 +48,14 @@ pub enum SourcePosition {
     },
     /// The source was exhausted.
     Finished,
+    /// Byte `offset` into the subtask's `split`-th byte range (a file source
+    /// with fewer files than subtasks cuts each file into ranges).
+    FileRange {
+        /// Index into the subtask's list of ranges.
+        split: u64,
+        /// Absolute offset in that range's file of the next unread line.
+        offset: u64,
+    },
 }
 
 /// A Wasm operator's state.
@@ -130,6 +138,7 @@ mod tests {
         let states = [
             TaskState::Source(SourcePosition::File { file: 2, offset: 1 << 40 }),
             TaskState::Source(SourcePosition::Finished),
+            TaskState::Source(SourcePosition::FileRange { split: 1, offset: 77 }),
             TaskState::Operator(OperatorState {
                 finished: false,
                 guest: Some(GuestState {

@@ -28,11 +28,11 @@ struct Config {
 struct Map {
     transform: Transform,
     field: String,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Operator for Map {
-    type In<'a> = &'a str;
+    type In<'a> = &'a [u8];
 
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
@@ -43,19 +43,26 @@ impl Operator for Map {
         Ok(())
     }
 
-    fn process(&mut self, rec: Record<'_, &str>, out: &mut Emitter<'_>) -> Result<()> {
+    /// Bytes in, so ASCII values (the common case) are checked once, by
+    /// `is_ascii`, rather than by a UTF-8 decode and then again.
+    fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
+        let ascii = rec.value.is_ascii();
         match self.transform {
-            Transform::Uppercase if rec.value.is_ascii() => {
+            Transform::Uppercase | Transform::Lowercase if ascii => {
                 self.buf.clear();
-                self.buf.push_str(rec.value);
-                self.buf.make_ascii_uppercase();
-                out.emit(self.buf.as_str());
+                self.buf.extend_from_slice(rec.value);
+                if let Transform::Uppercase = self.transform {
+                    self.buf.make_ascii_uppercase();
+                } else {
+                    self.buf.make_ascii_lowercase();
+                }
+                out.emit(self.buf.as_slice());
             }
-            Transform::Uppercase => out.emit(&rec.value.to_uppercase()),
-            Transform::Lowercase => out.emit(&rec.value.to_lowercase()),
-            Transform::Trim => out.emit(rec.value.trim()),
+            Transform::Uppercase => out.emit(&text(rec.value)?.to_uppercase()),
+            Transform::Lowercase => out.emit(&text(rec.value)?.to_lowercase()),
+            Transform::Trim => out.emit(text(rec.value)?.trim()),
             Transform::JsonField => {
-                let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(rec.value)?;
+                let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(rec.value)?;
                 match object.get(&self.field) {
                     Some(serde_json::Value::String(text)) => out.emit(text.as_str()),
                     Some(other) => out.emit(&Json(other)),
@@ -65,6 +72,11 @@ impl Operator for Map {
         }
         Ok(())
     }
+}
+
+/// A value as text; the transforms other than `json-field` need UTF-8.
+fn text(value: &[u8]) -> Result<&str> {
+    core::str::from_utf8(value).map_err(|_| Error::msg("map: the record value is not UTF-8 text"))
 }
 
 weir_sdk::export!(Map);
