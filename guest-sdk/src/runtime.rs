@@ -16,13 +16,18 @@ use crate::{Error, frame};
 pub struct Runtime<O> {
     op: Option<O>,
     info: InstanceInfo,
+    /// The output being built. It is handed to the host (and freed after
+    /// the call), so each call starts a new one, sized by `out_hint`.
     out: Vec<u8>,
+    /// The previous output's length: growing a buffer from empty by
+    /// doubling would copy a batch's output many times over.
+    out_hint: usize,
     emitted: u64,
 }
 
 impl<O: Operator> Default for Runtime<O> {
     fn default() -> Self {
-        Self { op: None, info: InstanceInfo::default(), out: Vec::new(), emitted: 0 }
+        Self { op: None, info: InstanceInfo::default(), out: Vec::new(), out_hint: 0, emitted: 0 }
     }
 }
 
@@ -81,12 +86,20 @@ impl<O: Operator> Runtime<O> {
         Ok(())
     }
 
+    /// The output so far, for the host; remembers its size for the next call.
+    fn take_output(&mut self) -> Vec<u8> {
+        let out = core::mem::take(&mut self.out);
+        self.out_hint = out.len();
+        out
+    }
+
     fn op(&mut self) -> Result<&mut O, String> {
         self.op.as_mut().ok_or_else(|| "operator called before init".to_owned())
     }
 
     /// Runs `process` over every record of `batch`; returns the framed output.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, String> {
+        self.out.reserve(self.out_hint + self.out_hint / 8);
         let op = self.op.as_mut().ok_or("operator called before init")?;
         for rec in frame::read(batch) {
             let rec = rec.map_err(|e| e.to_string())?;
@@ -95,7 +108,7 @@ impl<O: Operator> Runtime<O> {
             op.process(Record { key: rec.key, timestamp: rec.timestamp, value }, &mut out)
                 .map_err(Error::into_message)?;
         }
-        Ok(core::mem::take(&mut self.out))
+        Ok(self.take_output())
     }
 
     /// Runs `on_watermark`; returns the framed output.
@@ -124,7 +137,9 @@ impl<O: Operator> Runtime<O> {
             keyed: writer
                 .keyed
                 .into_iter()
-                .map(|(key_group, bytes)| types::KeyGroupState { key_group, bytes })
+                .enumerate()
+                .filter(|(_, bytes)| !bytes.is_empty())
+                .map(|(key_group, bytes)| types::KeyGroupState { key_group: key_group as u32, bytes })
                 .collect(),
         })
     }

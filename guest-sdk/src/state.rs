@@ -7,8 +7,6 @@
 //! is opaque bytes, one blob per subtask; after a rescale every new subtask
 //! sees all old blobs (Flink's "union" redistribution) and picks what it needs.
 
-use std::collections::BTreeMap;
-
 use crate::{Error, frame, keygroup};
 
 /// A map from record key to `V`, partitioned by key group for checkpoints.
@@ -21,8 +19,8 @@ use crate::{Error, frame, keygroup};
 #[derive(Debug, Clone)]
 pub struct KeyedState<V> {
     /// hashbrown with foldhash: one hash per lookup, fast on short keys
-    /// (the record path's hottest map).
-    map: hashbrown::HashMap<Box<[u8]>, V>,
+    /// (the record path's hottest map). Short keys live in the table itself.
+    map: hashbrown::HashMap<StoredKey, V>,
 }
 
 impl<V> Default for KeyedState<V> {
@@ -76,7 +74,7 @@ impl<V> KeyedState<V> {
 
     /// All entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.map.iter().map(|(k, v)| (&**k, v))
+        self.map.iter().map(|(k, v)| (k.as_bytes(), v))
     }
 }
 
@@ -86,9 +84,11 @@ impl<V: serde::Serialize + serde::de::DeserializeOwned> KeyedState<V> {
     /// # Errors
     /// When a value fails to serialize.
     pub fn snapshot_into(&self, state: &mut StateWriter) -> Result<(), Error> {
+        let mut json = Vec::new();
         for (key, value) in &self.map {
-            let json = serde_json::to_vec(value).map_err(|e| Error::msg(format!("keyed state: {e}")))?;
-            state.put_keyed(key, &json);
+            json.clear();
+            serde_json::to_writer(&mut json, value).map_err(|e| Error::msg(format!("keyed state: {e}")))?;
+            state.put_keyed(key.as_bytes(), &json);
         }
         Ok(())
     }
@@ -145,9 +145,57 @@ impl<V: serde::Serialize + serde::de::DeserializeOwned> KeyedState<V> {
     }
 }
 
+/// Longest key stored inline.
+const INLINE: usize = 14;
+
+/// A key as the map stores it: up to [`INLINE`] bytes inside the table
+/// slot, so a lookup compares bytes it has already loaded instead of
+/// chasing a pointer to a heap copy (a cache miss per probe on big state);
+/// longer keys on the heap.
+#[derive(Debug, Clone)]
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredKey {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for StoredKey {
+    fn from(key: &[u8]) -> Self {
+        if key.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            Self::Inline { len: key.len() as u8, bytes }
+        } else {
+            Self::Heap(key.into())
+        }
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        same_bytes(self.as_bytes(), other.as_bytes())
+    }
+}
+
+impl Eq for StoredKey {}
+
+impl core::hash::Hash for StoredKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 /// A borrowed key for lookups that compares 8 bytes at a time: on wasm32
 /// `[u8] == [u8]` is a byte-by-byte `memcmp`, the hottest loop of a keyed
-/// operator. Hashes exactly as `Box<[u8]>` does.
+/// operator. Hashes exactly as [`StoredKey`] does.
 #[derive(Debug, Clone, Copy)]
 struct KeyRef<'a>(&'a [u8]);
 
@@ -157,9 +205,9 @@ impl core::hash::Hash for KeyRef<'_> {
     }
 }
 
-impl hashbrown::Equivalent<Box<[u8]>> for KeyRef<'_> {
-    fn equivalent(&self, key: &Box<[u8]>) -> bool {
-        same_bytes(self.0, key)
+impl hashbrown::Equivalent<StoredKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &StoredKey) -> bool {
+        same_bytes(self.0, key.as_bytes())
     }
 }
 
@@ -180,14 +228,18 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 pub struct StateWriter {
     pub(crate) max_parallelism: u32,
     pub(crate) operator: Vec<u8>,
-    pub(crate) keyed: BTreeMap<u32, Vec<u8>>,
+    /// Entries by key group (indexed by group: one slot per key group).
+    pub(crate) keyed: Vec<Vec<u8>>,
 }
 
 impl StateWriter {
     /// Stores `value` under `key` in the key's group.
     pub fn put_keyed(&mut self, key: &[u8], value: &[u8]) {
-        let group = keygroup::key_group(key, self.max_parallelism);
-        frame::write(self.keyed.entry(group).or_default(), Some(key), None, value);
+        let group = keygroup::key_group(key, self.max_parallelism) as usize;
+        if self.keyed.len() <= group {
+            self.keyed.resize_with(self.max_parallelism.max(1) as usize, Vec::new);
+        }
+        frame::write(&mut self.keyed[group], Some(key), None, value);
     }
 
     /// The instance's non-keyed state bytes, to fill in.
@@ -240,5 +292,14 @@ mod tests {
         *state.get_or_default(b"abcdefghijk") += 2;
         *state.get_or_default(b"abcdefghijk") += 1;
         assert_eq!((state.get(b"abcdefghijk"), state.get(b"abcdefghijl"), state.len()), (Some(&3), None, 1));
+        // Inline and heap keys, around the boundary.
+        let long: Vec<Vec<u8>> = (0..40).map(|n| vec![b'k'; n]).collect();
+        for (i, k) in long.iter().enumerate() {
+            state.insert(k, i as u64);
+        }
+        for (i, k) in long.iter().enumerate() {
+            assert_eq!(state.get(k), Some(&(i as u64)), "{} bytes", k.len());
+            assert_eq!(state.remove(k), Some(i as u64));
+        }
     }
 }

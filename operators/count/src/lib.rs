@@ -11,7 +11,7 @@ use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader,
 struct Count {
     counts: KeyedState<u64>,
     /// The output line being built (reused: no allocation per record).
-    line: String,
+    line: Vec<u8>,
 }
 
 #[derive(serde::Serialize)]
@@ -28,20 +28,22 @@ impl Operator for Count {
         let n = self.counts.get_or_default(key);
         *n += 1;
         let count = *n;
-        let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
-        if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            // Needs JSON escaping: let serde do it.
+        // One pass decides the hot path: printable ASCII without `"` or `\\`
+        // is valid UTF-8 that JSON takes as it is.
+        if !key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+            // Non-ASCII or needs escaping: let serde do it.
+            let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
             out.emit(&Json(Update { key, count }));
             return Ok(());
         }
         // The hot path, by hand: `{"key":"<key>","count":<n>}`.
         self.line.clear();
-        self.line.push_str(r#"{"key":""#);
-        self.line.push_str(key);
-        self.line.push_str(r#"","count":"#);
-        self.line.push_str(itoa::Buffer::new().format(count));
-        self.line.push('}');
-        out.emit(self.line.as_str());
+        self.line.extend_from_slice(br#"{"key":""#);
+        self.line.extend_from_slice(key);
+        self.line.extend_from_slice(br#"","count":"#);
+        self.line.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+        self.line.push(b'}');
+        out.emit(self.line.as_slice());
         Ok(())
     }
 

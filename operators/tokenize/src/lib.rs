@@ -5,7 +5,7 @@
 //! "the" count as one word. A word is a maximal run of alphanumeric
 //! characters and apostrophes; everything else separates words.
 
-use weir_sdk::{Context, Emitter, Operator, Record, Result};
+use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,41 +22,43 @@ impl Default for Config {
 #[derive(Default)]
 struct Tokenize {
     lowercase: bool,
-    word: String,
+    /// The lowercased ASCII word, reused.
+    word: Vec<u8>,
 }
 
 impl Operator for Tokenize {
-    type In<'a> = &'a str;
+    /// Bytes in: an ASCII line (the common case) is checked once, by
+    /// `is_ascii`, and split without any UTF-8 decoding.
+    type In<'a> = &'a [u8];
 
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         self.lowercase = ctx.config::<Config>()?.lowercase;
         Ok(())
     }
 
-    fn process(&mut self, line: Record<'_, &str>, out: &mut Emitter<'_>) -> Result<()> {
+    fn process(&mut self, line: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         if line.value.is_ascii() {
             // The common case, byte by byte: same words as the Unicode path below.
             let is_sep = |b: &u8| !(b.is_ascii_alphanumeric() || *b == b'\'');
-            for word in line.value.as_bytes().split(is_sep).filter(|w| !w.is_empty()) {
-                // ASCII in, ASCII out: each word is valid UTF-8.
-                let word = core::str::from_utf8(word).expect("a slice of ASCII");
-                if self.lowercase && word.bytes().any(|b| b.is_ascii_uppercase()) {
+            for word in line.value.split(is_sep).filter(|w| !w.is_empty()) {
+                if self.lowercase && word.iter().any(u8::is_ascii_uppercase) {
                     self.word.clear();
-                    self.word.push_str(word);
+                    self.word.extend_from_slice(word);
                     self.word.make_ascii_lowercase();
-                    out.emit_keyed(&self.word, self.word.as_str());
+                    out.emit_keyed(&self.word, self.word.as_slice());
                 } else {
                     out.emit_keyed(word, word);
                 }
             }
             return Ok(());
         }
+        let text = core::str::from_utf8(line.value).map_err(|_| Error::msg("tokenize: the line is not UTF-8 text"))?;
         let is_sep = |c: char| !(c.is_alphanumeric() || c == '\'');
-        for word in line.value.split(is_sep).filter(|w| !w.is_empty()) {
+        for word in text.split(is_sep).filter(|w| !w.is_empty()) {
             if self.lowercase {
-                self.word.clear();
-                self.word.extend(word.chars().flat_map(char::to_lowercase));
-                out.emit_keyed(&self.word, self.word.as_str());
+                let mut lower = String::with_capacity(word.len());
+                lower.extend(word.chars().flat_map(char::to_lowercase));
+                out.emit_keyed(&lower, lower.as_str());
             } else {
                 out.emit_keyed(word, word);
             }
