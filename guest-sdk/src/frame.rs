@@ -47,16 +47,27 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Appends one record to `out`.
+/// Appends one record to `out` (one capacity check, no length to patch).
+#[inline]
 pub fn write(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>, value: &[u8]) {
-    let at = begin(out, key, timestamp);
+    out.reserve(1 + key.map_or(0, |k| 4 + k.len()) + if timestamp.is_some() { 8 } else { 0 } + 4 + value.len());
+    head(out, key, timestamp);
+    out.extend_from_slice(&len_u32(value.len()).to_le_bytes());
     out.extend_from_slice(value);
-    end(out, at);
 }
 
 /// Starts a record whose value the caller appends to `out` directly; returns
 /// the position that [`end`] needs to fill in the value's length.
 pub fn begin(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>) -> usize {
+    head(out, key, timestamp);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    at
+}
+
+/// Flags, key and timestamp: everything before the value's length.
+#[inline]
+fn head(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>) {
     let flags = if key.is_some() { HAS_KEY } else { 0 } | if timestamp.is_some() { HAS_TIMESTAMP } else { 0 };
     out.push(flags);
     if let Some(key) = key {
@@ -66,9 +77,6 @@ pub fn begin(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>) -> u
     if let Some(ts) = timestamp {
         out.extend_from_slice(&ts.to_le_bytes());
     }
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    at
 }
 
 /// Finishes a record started with [`begin`]: everything appended since is its value.

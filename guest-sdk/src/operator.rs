@@ -84,17 +84,20 @@ impl<'a> Emitter<'a> {
 
     /// Emits `value` under a new key, keeping the current timestamp.
     pub fn emit_keyed<V: Encode + ?Sized>(&mut self, key: impl AsRef<[u8]>, value: &V) {
-        let at = frame::begin(self.out, Some(key.as_ref()), self.timestamp);
-        value.encode(self.out);
-        frame::end(self.out, at);
-        *self.count += 1;
+        self.emit_record(Some(key.as_ref()), self.timestamp, value);
     }
 
     /// Emits `value` with exactly the given key and timestamp.
+    #[inline]
     pub fn emit_record<V: Encode + ?Sized>(&mut self, key: Option<&[u8]>, timestamp: Option<i64>, value: &V) {
-        let at = frame::begin(self.out, key, timestamp);
-        value.encode(self.out);
-        frame::end(self.out, at);
+        match value.as_raw() {
+            Some(bytes) => frame::write(self.out, key, timestamp, bytes),
+            None => {
+                let at = frame::begin(self.out, key, timestamp);
+                value.encode(self.out);
+                frame::end(self.out, at);
+            }
+        }
         *self.count += 1;
     }
 }

@@ -20,6 +20,12 @@ pub trait Decode<'a>: Sized {
 pub trait Encode {
     /// Appends the encoded value to `out`.
     fn encode(&self, out: &mut Vec<u8>);
+
+    /// The encoding itself, when the value is its own bytes (text, bytes):
+    /// then a record is framed in one go, its length known up front.
+    fn as_raw(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A value carried as JSON, for any serde type: `type Out = Json<Count>`.
@@ -62,11 +68,19 @@ impl Encode for str {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes());
     }
+
+    fn as_raw(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
 }
 
 impl Encode for String {
     fn encode(&self, out: &mut Vec<u8>) {
         self.as_str().encode(out);
+    }
+
+    fn as_raw(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
     }
 }
 
@@ -74,11 +88,19 @@ impl Encode for [u8] {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
     }
+
+    fn as_raw(&self) -> Option<&[u8]> {
+        Some(self)
+    }
 }
 
 impl Encode for Vec<u8> {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
+    }
+
+    fn as_raw(&self) -> Option<&[u8]> {
+        Some(self)
     }
 }
 

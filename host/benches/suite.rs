@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use weir_host::wasm::instance::InstanceInfo;
 use weir_host::wasm::{Limits, OperatorModule, WasmEngine};
 
+/// Every throughput figure is the best of this many runs: on a small, shared
+/// machine the best run is the one least disturbed, and runs take ~1 s.
+const RUNS: usize = 5;
+
 /// One line of the results table.
 struct Row {
     workload: String,
@@ -172,9 +176,9 @@ impl Bench {
         self.measure(cmd)
     }
 
-    /// The fastest of three [`Self::run`]s (as the native baselines: best of three).
+    /// The fastest of [`RUNS`] [`Self::run`]s (as the native baselines).
     fn run_best(&self, job: &Path) -> Measured {
-        (0..3).map(|_| self.run(job, &[])).min_by_key(|m| m.wall).expect("three runs")
+        (0..RUNS).map(|_| self.run(job, &[])).min_by_key(|m| m.wall).expect("runs")
     }
 
     /// As [`Self::run`], logging at info (recovery timings) instead of quiet.
@@ -215,7 +219,7 @@ impl Bench {
 
     /// W1 (and W2): WordCount end to end.
     fn wordcount(&mut self, input: &Path, words: u64, w1: bool, w2: bool) {
-        let (native, distinct) = best_of(3, || native_wordcount(input));
+        let (native, distinct) = best_of(RUNS, || native_wordcount(input));
         let native_rate = per_sec(words, native);
         eprintln!("native WordCount: {words} words, {distinct} distinct, {native:.2?}");
         let job = |p: u32, sink: &str, checkpoint: &str| {
@@ -285,13 +289,13 @@ impl Bench {
                     store.display()
                 );
                 let j = self.job(&format!("w2-{interval}.toml"), &job(2, discard, &checkpoint));
-                let m = (0..3)
+                let m = (0..RUNS)
                     .map(|_| {
                         let _ = std::fs::remove_dir_all(&store);
                         self.run(&j, &[])
                     })
                     .min_by_key(|m| m.wall)
-                    .expect("three runs");
+                    .expect("runs");
                 let rate = per_sec(words, m.wall);
                 self.row(
                     "W2",
@@ -331,7 +335,7 @@ impl Bench {
     /// 2 (every node: the source reads byte ranges of the one file), and at
     /// 2 without operator chaining, to show what chaining is worth.
     fn stateless(&mut self, input: &Path, lines: u64) {
-        let (native, kept) = best_of(3, || native_stateless(input));
+        let (native, kept) = best_of(RUNS, || native_stateless(input));
         let native_rate = per_sec(lines, native);
         eprintln!("native stateless: {lines} lines, {kept} kept, {native:.2?}");
         for (p, chaining) in [(1, true), (2, true), (2, false)] {
