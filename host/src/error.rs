@@ -136,4 +136,8 @@ pub enum GuestFailure {
     /// Any other trap (out-of-bounds access, unreachable, …).
     #[error("the operator trapped: {0}")]
     Trap(String),
+    /// The job was stopping (another task failed, or it was cancelled), so
+    /// the call was interrupted. Never a job's root cause.
+    #[error("the call was interrupted because the job is stopping")]
+    Interrupted,
 }

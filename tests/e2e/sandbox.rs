@@ -6,7 +6,7 @@ use std::path::Path;
 
 use weir_tests::{committed_lines, hidden_files};
 
-use crate::{pipeline, run_job, wasm, write};
+use crate::{Background, pipeline, run_job, wasm, write};
 
 fn run_guest(dir: &Path, guest: &str, config: &str, extra: &[&str]) -> weir_tests::Run {
     let input: String = (1..=5000).map(|i| format!("record {i}\n")).collect();
@@ -60,6 +60,31 @@ fn endless_loop_hits_the_call_deadline() {
         "call_timeout",
     ]);
     assert_no_partial_output(dir.path());
+}
+
+/// When one task fails, a guest busy in a long call elsewhere is interrupted
+/// at once (not at its 10-minute deadline): the job fails promptly, with the
+/// real cause and not the interrupted call as its error.
+#[test]
+fn a_failure_interrupts_a_guest_stuck_in_another_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &(1..=5000).map(|i| format!("record {i}\n")).collect::<String>());
+    let ops = format!(
+        "[operators.stuck]\nwasm = \"{}\"\ninput = \"lines\"\n\
+         [operators.bad]\nwasm = \"{}\"\ninput = \"lines\"\nconfig = {{ at = 4000 }}\n\
+         [sinks.both]\nkind = \"discard\"\ninput = [\"stuck\", \"bad\"]",
+        wasm("spin"),
+        wasm("panic_at")
+    );
+    let text =
+        format!("[limits]\ncall_timeout = \"10m\"\n[sources.lines]\nkind = \"file\"\npath = \"in.txt\"\n{ops}\n");
+    write(dir, "job.toml", &text);
+    let run = Background::start(dir, "run", &["run", "job.toml"], &[]).finish();
+    run.expect_code(1).expect_stderr(&["operator `bad`", "boom at record 4000"]);
+    for wrong in ["operator `stuck` (", "interrupted", "longer than"] {
+        assert!(!run.stderr.contains(wrong), "the interrupted call was reported:\n{}", run.stderr);
+    }
 }
 
 /// A guest allocating without bound stops at the memory limit.

@@ -39,7 +39,7 @@ use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
 use crate::connectors::stdout_sink::{DiscardSink, StdoutSink};
-use crate::error::GuestError;
+use crate::error::{GuestError, GuestFailure};
 use crate::job::spec::CheckpointSpec;
 use crate::job::spec::Partition;
 use crate::job::{JobPlan, NodeKind};
@@ -73,7 +73,11 @@ impl From<Error> for TaskError {
 
 impl From<GuestError> for TaskError {
     fn from(e: GuestError) -> Self {
-        Self::Failed(e.into())
+        match e.cause {
+            // Interrupted because the job is stopping: a consequence, not a cause.
+            GuestFailure::Interrupted => Self::Cancelled,
+            _ => Self::Failed(e.into()),
+        }
     }
 }
 
@@ -82,8 +86,9 @@ impl From<GuestError> for TaskError {
 struct FailureSlot {
     /// When the root cause was recorded.
     failed_at: OnceLock<Instant>,
-    /// Raised by the first failure; polled by sources.
-    cancel: AtomicBool,
+    /// Raised by the first failure; polled by sources, and interrupts
+    /// running guest calls.
+    cancel: Arc<AtomicBool>,
     /// The root cause. A Mutex because failures are rare and racing
     /// tasks must agree on exactly one "first".
     first: Mutex<Option<Error>>,
@@ -324,7 +329,8 @@ pub fn start(
                         .map(|&n| member(plan, modules, &checkpoints, &stats[n], n, s, attempt, link(n)))
                         .collect::<Result<Vec<_>, Error>>()?;
                     let inputs = Inputs::new(std::mem::take(&mut receivers[head][s as usize]), control);
-                    Box::new(move || task::run_chain(members, inputs, out))
+                    let stop = failure.cancel.clone();
+                    Box::new(move || task::run_chain(members, inputs, out, stop))
                 }
             };
             let more = if chain.len() > 1 { format!("+{}", chain.len() - 1) } else { String::new() };

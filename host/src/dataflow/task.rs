@@ -179,16 +179,22 @@ enum Work {
 }
 
 /// Runs the chain `members` over `inputs` (the head's), writing the tail's
-/// output to `out` (no edges if the tail is a sink). A sink tail seals its
+/// output to `out` (no edges if the tail is a sink); `stop` (the job's
+/// cancel flag) interrupts a running guest call. A sink tail seals its
 /// output at each barrier, commits on each completion, and after the end
 /// waits for the checkpoint holding its final state before committing the
 /// rest; on failure it discards unsealed output.
 ///
 /// # Errors
 /// When a member fails (a guest, the sink), or a neighbour did.
-pub fn run_chain(members: Vec<Member>, mut inputs: Inputs, out: Outputs) -> Result<(), TaskError> {
+pub fn run_chain(
+    members: Vec<Member>,
+    mut inputs: Inputs,
+    out: Outputs,
+    stop: Arc<AtomicBool>,
+) -> Result<(), TaskError> {
     let mut chain = Chain { stages: Vec::with_capacity(members.len()), out };
-    let result = chain.open(members).and_then(|()| chain.run(&mut inputs));
+    let result = chain.open(members, &stop).and_then(|()| chain.run(&mut inputs));
     if result.is_err() {
         for stage in &mut chain.stages {
             if let Work::Sink(sink) = &mut stage.work {
@@ -206,7 +212,7 @@ struct Chain {
 
 impl Chain {
     /// Instantiates and restores every member, head first.
-    fn open(&mut self, members: Vec<Member>) -> Result<(), TaskError> {
+    fn open(&mut self, members: Vec<Member>, stop: &Arc<AtomicBool>) -> Result<(), TaskError> {
         for Member { link, metrics, kind } in members {
             let (finished, work) = match kind {
                 MemberKind::Operator { module, info, config, restored } => {
@@ -217,6 +223,7 @@ impl Chain {
                         None
                     } else {
                         let mut guest = module.instantiate(info.subtask)?;
+                        guest.interrupt_on(stop.clone());
                         guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
                         Some(guest)
                     };

@@ -7,9 +7,10 @@
 //! re-entered) and must be dropped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use wasmtime::Store;
 use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -31,6 +32,12 @@ pub struct StoreData {
     stderr: MemoryOutputPipe,
     operator: Arc<str>,
     subtask: u32,
+    /// Epoch ticks the current call may still run.
+    ticks_left: u64,
+    /// Raised when the job stops: a running call is interrupted at the next tick.
+    stop: Option<Arc<AtomicBool>>,
+    /// The last interrupt was for `stop`, not the deadline.
+    stopped: bool,
 }
 
 impl WasiView for StoreData {
@@ -93,6 +100,9 @@ impl GuestInstance {
             stderr,
             operator: module.operator.clone(),
             subtask,
+            ticks_left: module.limits.deadline_ticks(),
+            stop: None,
+            stopped: false,
         };
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -100,9 +110,21 @@ impl GuestInstance {
         // wasmtime's default is 128 MiB; the memory limit already bounds it,
         // and a large keyed state must be able to snapshot in one piece.
         store.set_hostcall_fuel(usize::try_from(module.limits.memory).unwrap_or(usize::MAX));
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(module.limits.deadline_ticks());
-        let mut instance = Self {
+        // Woken every tick: a call ends when its deadline passes or the job stops.
+        store.epoch_deadline_callback(|mut ctx| {
+            let data = ctx.data_mut();
+            if data.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                data.stopped = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if data.ticks_left <= 1 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            data.ticks_left -= 1;
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
+        Ok(Self {
             bindings: match module.pre.instantiate(&mut store) {
                 Ok(b) => b,
                 Err(e) => {
@@ -120,9 +142,14 @@ impl GuestInstance {
             limits: module.limits,
             operator: module.operator.clone(),
             subtask,
-        };
-        instance.store.set_epoch_deadline(instance.limits.deadline_ticks());
-        Ok(instance)
+        })
+    }
+
+    /// Interrupts any call into this instance, at the next epoch tick
+    /// (≤ 10 ms), once `stop` is raised — so a failing job need not wait
+    /// for a long `snapshot` or `process` of another task to end.
+    pub fn interrupt_on(&mut self, stop: Arc<AtomicBool>) {
+        self.store.data_mut().stop = Some(stop);
     }
 
     /// Runs one export under the deadline, turning every failure into a [`GuestError`].
@@ -131,7 +158,8 @@ impl GuestInstance {
         call: &'static str,
         f: impl FnOnce(&bindings::Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, GuestError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        self.store.data_mut().ticks_left = self.limits.deadline_ticks();
+        self.store.set_epoch_deadline(1);
         let cause = match f(&self.bindings, &mut self.store) {
             Ok(Ok(r)) => return Ok(r),
             Ok(Err(message)) => GuestFailure::Returned(message),
@@ -225,6 +253,9 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreData>, limits: &Limits) -> G
         return GuestFailure::OutOfMemory(limits.memory);
     }
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        if store.data().stopped {
+            return GuestFailure::Interrupted;
+        }
         return GuestFailure::Timeout(limits.call_timeout);
     }
     let stderr = store.data().stderr.contents();
