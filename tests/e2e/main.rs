@@ -54,6 +54,16 @@ pub struct Background {
     stderr: std::path::PathBuf,
 }
 
+impl Drop for Background {
+    /// A test that fails while `weir` runs must not leave it running.
+    fn drop(&mut self) {
+        if !self.exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Background {
     /// Starts `weir ARGS…` in `dir`; stdout/stderr go to `dir/<name>.stdout|.stderr`.
     pub fn start(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
