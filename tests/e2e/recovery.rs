@@ -119,6 +119,17 @@ fn sigkill_at_random_points_then_resume_is_exactly_once() {
         last.expect_stderr(&["restoring checkpoint"]);
     }
     assert_output_exact(dir, &text);
+    // Retention held across the kills: at most `retain` (default 3) complete
+    // checkpoints, and nothing the killed runs left half-written.
+    let store = dir.join("checkpoints/wc");
+    let complete = complete_checkpoints(&store);
+    assert!((1..=3).contains(&complete.len()), "complete checkpoints kept: {complete:?}");
+    let all: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("chk-"))
+        .collect();
+    assert_eq!(all.len(), complete.len(), "incomplete checkpoints left behind: {all:?} (complete: {complete:?})");
 }
 
 /// A pipeline whose operator `first` (the `panic_at` guest) panics at its

@@ -240,6 +240,10 @@ impl Coordinator {
         let mut finals: HashMap<(usize, u32), Vec<u8>> = HashMap::new();
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut queued: VecDeque<SavepointRequest> = VecDeque::new();
+        // Complete checkpoints in the store, oldest first: listed once, at the
+        // first completion, then kept up to date here (one LIST per attempt,
+        // not per checkpoint).
+        let mut retained: Option<VecDeque<u64>> = None;
         let mut stopping = false;
         let mut last_trigger = Instant::now();
         let mut last_complete = Instant::now() - self.spec.min_pause;
@@ -289,7 +293,7 @@ impl Coordinator {
                         let p = pending.remove(&up.checkpoint).expect("present");
                         let is_final = p.started.values().all(|from_ack| !from_ack);
                         let stop = p.savepoint.as_ref().is_some_and(|(stop, _)| *stop);
-                        let info = self.complete(up.checkpoint, p, &mut pending)?;
+                        let info = self.complete(up.checkpoint, p, &mut pending, &mut retained)?;
                         failures = 0;
                         last_complete = Instant::now();
                         if let (true, Some(info)) = (stop, info) {
@@ -417,6 +421,7 @@ impl Coordinator {
         id: u64,
         p: Pending,
         pending: &mut BTreeMap<u64, Pending>,
+        retained: &mut Option<VecDeque<u64>>,
     ) -> Result<Option<SavepointInfo>, Error> {
         let duration = p.triggered.elapsed();
         let mut nodes = Vec::with_capacity(self.nodes.len());
@@ -511,24 +516,38 @@ impl Coordinator {
             let _ = reply.send(Ok(info.clone()));
             return Ok(Some(info));
         }
-        self.retain(id);
+        self.retain(id, retained);
         Ok(None)
     }
 
-    /// Deletes complete checkpoints beyond `retain` and incomplete ones older than `newest`.
-    fn retain(&self, newest: u64) {
-        let Ok(listed) = self.storage.list() else { return };
-        let keep = self.spec.retain.max(1) as usize;
-        let complete: Vec<u64> = listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect();
-        let cut = complete.len().saturating_sub(keep);
-        let doomed = complete[..cut]
-            .iter()
-            .copied()
-            .chain(listed.iter().filter(|l| !l.has_manifest && l.id < newest).map(|l| l.id));
-        for id in doomed {
-            if let Err(e) = self.storage.delete_checkpoint(id) {
-                tracing::warn!("could not delete old checkpoint {id}: {e}");
+    /// Deletes complete checkpoints beyond `retain` (oldest first). The
+    /// first time (`retained` is `None`) it lists the store, which also
+    /// finds incomplete checkpoints older than `newest` that an earlier,
+    /// killed run left behind, and deletes them.
+    fn retain(&self, newest: u64, retained: &mut Option<VecDeque<u64>>) {
+        let complete = match retained {
+            Some(complete) => {
+                complete.push_back(newest);
+                complete
             }
+            None => {
+                let Ok(listed) = self.storage.list() else { return };
+                for l in listed.iter().filter(|l| !l.has_manifest && l.id < newest) {
+                    self.delete_old(l.id);
+                }
+                retained.insert(listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect())
+            }
+        };
+        let keep = self.spec.retain.max(1) as usize;
+        while complete.len() > keep {
+            let old = complete.pop_front().expect("longer than keep ≥ 1");
+            self.delete_old(old);
+        }
+    }
+
+    fn delete_old(&self, id: u64) {
+        if let Err(e) = self.storage.delete_checkpoint(id) {
+            tracing::warn!("could not delete old checkpoint {id}: {e}");
         }
     }
 
