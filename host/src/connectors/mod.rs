@@ -41,10 +41,12 @@ pub trait Source: Send {
 
 /// One subtask's share of a sink: two-phase, so output is exactly-once.
 ///
-/// Without checkpoints: [`write`](Self::write)… then [`commit_all`](Self::commit_all)
-/// at the end. With checkpoints: [`pre_commit`](Self::pre_commit) at each
-/// barrier seals what was written so far under that checkpoint, and
-/// [`commit`](Self::commit) makes it visible once the checkpoint is complete.
+/// [`pre_commit`](Self::pre_commit) at each barrier seals what was
+/// [`write`](Self::write)n so far under that checkpoint, and
+/// [`commit`](Self::commit) makes it visible once the checkpoint is
+/// complete; after the end of input, [`commit_all`](Self::commit_all) once
+/// the checkpoint holding the final state is complete. (Every job has a
+/// coordinator: without `[checkpoint]` it takes only that final one.)
 pub trait Sink: Send {
     /// Writes a framed batch (pending until committed).
     ///

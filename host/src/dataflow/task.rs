@@ -162,6 +162,9 @@ pub enum MemberKind {
     },
 }
 
+/// The state of an operator that consumed all its input.
+const FINISHED_OPERATOR: TaskState = TaskState::Operator(OperatorState { finished: true, guest: None });
+
 /// A member while the chain runs.
 struct Stage {
     link: Link,
@@ -324,7 +327,7 @@ impl Chain {
                 Work::Operator { guest: Some(guest), .. } if !stage.finished => {
                     TaskState::Operator(OperatorState { finished: false, guest: Some(guest.snapshot(checkpoint)?) })
                 }
-                Work::Operator { .. } => TaskState::Operator(OperatorState { finished: true, guest: None }),
+                Work::Operator { .. } => FINISHED_OPERATOR,
                 Work::Sink(sink) => TaskState::Sink(sink.pre_commit(checkpoint, stage.finished)?),
             };
             // Only the head waits for barriers; the rest get them at once.
@@ -372,7 +375,7 @@ impl Chain {
         self.out.end()?;
         for stage in &mut self.stages {
             let state = match &mut stage.work {
-                Work::Operator { .. } => TaskState::Operator(OperatorState { finished: true, guest: None }),
+                Work::Operator { .. } => FINISHED_OPERATOR,
                 Work::Sink(sink) => TaskState::Sink(sink.pre_commit(u64::MAX, true)?),
             };
             stage.link.finished(&state);
