@@ -63,6 +63,10 @@ pub enum Error {
     /// Talking to a job's control API failed.
     #[error("{0}")]
     Api(String),
+    /// Another run owns the job (or took it over from this one): two runs of
+    /// one job must never write its store and output at once.
+    #[error("{0}")]
+    Conflict(String),
     /// Cancelled on request (`weir cancel`, or the control API).
     #[error("job cancelled on request")]
     Cancelled,
@@ -82,11 +86,17 @@ impl Error {
     /// An operator refusing its `config` in `init` counts as invalid input.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            Self::InvalidJob(_) | Self::InvalidModule { .. } => true,
+            Self::InvalidJob(_) | Self::InvalidModule { .. } | Self::Conflict(_) => true,
             Self::Guest(g) => g.call == "init" && matches!(g.cause, GuestFailure::Returned(_)),
             Self::GaveUp { cause, .. } => cause.is_invalid_input(),
             _ => false,
         }
+    }
+
+    /// Whether this is the store answering "no such object" (an answer
+    /// about the data, unlike a timeout or a 5xx, which are faults).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Storage { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
     }
 
     /// Whether restarting the job (from its latest checkpoint) may help:

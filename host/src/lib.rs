@@ -38,6 +38,7 @@ mod error;
 pub mod job;
 pub mod progress;
 pub mod run;
+pub mod signals;
 pub mod tools;
 pub mod wasm;
 

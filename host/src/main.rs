@@ -47,6 +47,11 @@ enum Command {
         /// Do not serve the control API.
         #[arg(long)]
         no_api: bool,
+        /// Take the job over from a run that may still be alive (on another
+        /// host, say): that run is fenced — it stops without writing,
+        /// committing or deleting anything more.
+        #[arg(long)]
+        takeover: bool,
         #[command(flatten)]
         token: Token,
     },
@@ -206,14 +211,33 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { job, overrides, quiet, fresh, from_savepoint, allow_non_restored_state, api, no_api, token } => {
+        Command::Run {
+            job,
+            overrides,
+            quiet,
+            fresh,
+            from_savepoint,
+            allow_non_restored_state,
+            api,
+            no_api,
+            takeover,
+            token,
+        } => {
             let api = (!no_api).then(|| weir_host::run::ApiOptions {
                 addr: api.unwrap_or_else(|| weir_host::api::DEFAULT_ADDR.parse().expect("a valid address")),
                 token: token.token,
                 optional: api.is_none(),
             });
-            let options =
-                RunOptions { overrides, progress: !quiet, fresh, from_savepoint, allow_non_restored_state, api };
+            let options = RunOptions {
+                overrides,
+                progress: !quiet,
+                fresh,
+                from_savepoint,
+                allow_non_restored_state,
+                api,
+                takeover,
+                handle_signals: true,
+            };
             let summary = run_job(&job, &options)?;
             if !quiet {
                 eprint!("{}", weir_host::progress::summary(&summary));

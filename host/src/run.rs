@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::api::{self, JobControl};
 use crate::checkpoint::coordinator::{CheckpointStats, SavepointRequest};
+use crate::checkpoint::lease::Lease;
+use crate::checkpoint::protocol::Facts;
 use crate::checkpoint::restart;
 use crate::checkpoint::restore::{self, Restored};
 use crate::checkpoint::storage::Storage;
@@ -34,6 +36,10 @@ pub struct RunOptions {
     pub allow_non_restored_state: bool,
     /// Serve the control API here (`None`: not at all).
     pub api: Option<ApiOptions>,
+    /// Fence a run of the job that may still be alive, instead of refusing to start.
+    pub takeover: bool,
+    /// Turn SIGTERM/SIGINT into an orderly cancel (the CLI does; embedders may not want it).
+    pub handle_signals: bool,
 }
 
 /// Where and how to serve the control API.
@@ -71,6 +77,11 @@ pub fn checkpoint_store(plan: &JobPlan) -> Result<(CheckpointSpec, Arc<Storage>)
     let spec = plan.checkpoint.clone().unwrap_or_else(CheckpointSpec::savepoints_only);
     let storage = Arc::new(Storage::open(&spec.store, &plan.base_dir, &plan.name)?);
     Ok((spec, storage))
+}
+
+/// Whether a store URL names a store only this process can see (no lease needed).
+fn is_process_local(url: &str) -> bool {
+    url.trim_start_matches("faulty+").starts_with("memory:")
 }
 
 /// Opens a savepoint (or retained checkpoint) directory given as a path or URL.
@@ -115,6 +126,9 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
         );
     }
     let (spec, storage) = checkpoint_store(&plan)?;
+    // One owner at a time: taken before anything (a sink's restore) touches output.
+    let lease =
+        if is_process_local(&spec.store) { None } else { Some(Lease::acquire(storage.clone(), options.takeover)?) };
     let savepoint = match &options.from_savepoint {
         Some(location) => {
             let store = open_savepoint(location, &plan.name)?;
@@ -127,6 +141,9 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     let stats = Arc::new(CheckpointStats::default());
     let (requests_tx, requests) = crossbeam_channel::unbounded();
     let control = Arc::new(JobControl::new(&plan, stats.clone(), requests_tx, spec.savepoints.clone(), spec.timeout));
+    if options.handle_signals {
+        crate::signals::watch(control.clone());
+    }
     if let Some(api) = &options.api {
         match api::serve(api.addr, api.token.clone(), control.clone()) {
             Ok(bound) => tracing::info!("control API on http://{bound}"),
@@ -140,15 +157,21 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     // (`--fresh`, `--from-savepoint`).
     let mut since = 0;
     if options.fresh || savepoint.is_some() {
-        since = storage.list()?.last().map_or(1, |l| l.id + 1);
+        since = storage.list_job()?.next_id();
         if plan.checkpoint.is_some() {
             tracing::info!("starting fresh: ignoring checkpoints before {since} in {}", storage.url());
         }
+    }
+    if let (Some(restored), Some(_)) = (&savepoint, &plan.checkpoint) {
+        let id = since.max(restored.id().saturating_add(1));
+        let infos = dataflow::node_infos(&plan, &modules);
+        restore::write_restore_point(&storage, lease.as_deref(), &plan, &infos, restored, id)?;
     }
     let attempt_ctx = Attempt {
         plan: &plan,
         modules: &modules,
         storage: &storage,
+        lease: lease.as_ref(),
         spec: &spec,
         since,
         savepoint: savepoint.as_ref(),
@@ -202,6 +225,7 @@ struct Attempt<'a> {
     plan: &'a JobPlan,
     modules: &'a [Option<OperatorModule>],
     storage: &'a Arc<Storage>,
+    lease: Option<&'a Arc<Lease>>,
     spec: &'a CheckpointSpec,
     since: u64,
     savepoint: Option<&'a Restored>,
@@ -212,6 +236,23 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// What the protocol starts from: ids continue after everything the
+    /// store, this process and the savepoint started from have used.
+    fn facts(&self, found: &restore::Found) -> Facts {
+        let listed = &found.listing.checkpoints;
+        let next_id = found
+            .listing
+            .next_id()
+            .max(self.stats.last_triggered.load(Ordering::Relaxed).saturating_add(1))
+            .max(self.savepoint.map_or(0, |s| s.id().saturating_add(1)));
+        Facts {
+            next_id,
+            complete: listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect(),
+            leftovers: listed.iter().filter(|l| !l.has_manifest).map(|l| l.id).collect(),
+            restored_final: found.restored.as_ref().filter(|r| r.manifest.finished).map(Restored::id),
+        }
+    }
+
     /// Restore (the newest checkpoint, else the savepoint, if any), start,
     /// wait. Logs how long after `since` (process start, or the failure that
     /// caused this attempt) records flowed again. A failure comes with when
@@ -248,7 +289,8 @@ impl Attempt<'_> {
             requests: self.requests.clone(),
             storage: storage.clone(),
             restored,
-            next_id: found.next_id.max(self.stats.last_triggered.load(Ordering::Relaxed) + 1),
+            facts: self.facts(&found),
+            lease: self.lease.cloned(),
             stats: self.stats.clone(),
         };
         let job = dataflow::start(plan, self.modules, setup, attempt)?;

@@ -5,6 +5,7 @@
 mod bad_input;
 mod chaining;
 mod cli;
+mod faults;
 mod operators;
 mod recovery;
 mod sandbox;

@@ -1,13 +1,18 @@
-//! The checkpoint coordinator: one thread per job attempt that triggers
-//! checkpoints at sources, collects every subtask's acknowledgement,
-//! uploads state asynchronously, writes the manifest last, tells tasks the
-//! checkpoint is complete, and enforces timeouts, tolerable failures and
-//! retention.
+//! The checkpoint coordinator's driver: one thread per job attempt that
+//! does the I/O the pure [`protocol`](super::protocol) decides — sends
+//! triggers to sources, holds acked state bytes, uploads them in the
+//! background, writes manifests, tells tasks a checkpoint is complete,
+//! deletes what retention or an abandoned checkpoint gives up — and feeds
+//! every outcome back in. No decision is made here.
+//!
+//! Before anything that publishes or deletes (a manifest, a commit, a
+//! delete) the driver checks that this run still owns the job
+//! ([`Lease::check`]); a fenced run fails without touching the store again.
 //!
 //! Savepoints are checkpoints taken on request ([`SavepointRequest`], from
-//! the control API) into their own directory; they commit sink output like
-//! any checkpoint but are never deleted. A *stop* savepoint's barrier makes
-//! every task stop after snapshotting; its completion ends the job.
+//! the control API) into a directory of their own, named with this run's
+//! nonce so that no two runs ever write the same one; they are never
+//! deleted once complete. Only a *stop* savepoint commits sink output.
 //!
 //! A subtask that has finished (consumed all input) registers its final
 //! state once; every later checkpoint uses it in place of an ack. When all
@@ -25,8 +30,10 @@ use crossbeam_channel::{Receiver, Sender, select};
 use object_store::path::Path;
 use serde::Serialize;
 
+use super::lease::Lease;
 use super::manifest::{self, Manifest, ModuleEntry, NodeEntry, SubtaskEntry};
 use super::paths::Paths;
+use super::protocol::{Action, End, Facts, Input, Key, Protocol, PutResult, Settings};
 use super::storage::Storage;
 use crate::Error;
 use crate::dataflow::message::Barrier;
@@ -198,33 +205,78 @@ pub struct Coordinator {
     /// (chained nodes share their task's). Dropped when the coordinator
     /// exits, which releases sinks waiting for a commit.
     pub controls: Vec<Vec<Sender<Control>>>,
-    /// First checkpoint id to use.
-    pub next_id: u64,
+    /// What the store held when the attempt started (ids, retention).
+    pub facts: Facts,
+    /// This run's ownership of the job's store (none for `memory://`).
+    pub lease: Option<Arc<Lease>>,
     /// True once the job attempt is being torn down.
     pub cancelled: Box<dyn Fn() -> bool + Send>,
     /// For the progress display.
     pub stats: Arc<CheckpointStats>,
 }
 
-struct Pending {
-    /// Where its objects go.
+/// Acked state bytes, held until the protocol says upload or discard.
+struct Held {
+    state: Vec<u8>,
+    alignment: Duration,
+    sync: Duration,
+}
+
+/// A checkpoint or savepoint in flight: where its objects go.
+struct Target {
     storage: Arc<Storage>,
     dir: Path,
-    /// For savepoints: stop after it, and who asked.
-    savepoint: Option<(bool, Sender<Result<SavepointInfo, String>>)>,
+    savepoint: bool,
     triggered: Instant,
     triggered_at_ms: u64,
-    /// Per (node, subtask): uploaded entry, once its upload finished.
-    done: HashMap<(usize, u32), SubtaskEntry>,
-    /// Subtasks whose state is being uploaded (ack or final).
-    started: HashMap<(usize, u32), bool>,
+    /// Manifest entries of the uploads that succeeded.
+    entries: BTreeMap<Key, SubtaskEntry>,
 }
 
 struct Uploaded {
     checkpoint: u64,
-    key: (usize, u32),
+    key: Key,
     entry: SubtaskEntry,
     result: Result<(), Error>,
+}
+
+/// The driver's side of one attempt: what the protocol's actions refer to.
+struct Driver {
+    clock: Instant,
+    held: HashMap<(u64, Key), Held>,
+    finals: HashMap<Key, Vec<u8>>,
+    targets: BTreeMap<u64, Target>,
+    /// Where abandoned checkpoints were going (a late upload is deleted there).
+    gone: HashMap<u64, (Arc<Storage>, Path)>,
+    requests: HashMap<u64, SavepointRequest>,
+    next_request: u64,
+    savepoints: HashMap<u64, SavepointInfo>,
+    uploads: Sender<Uploaded>,
+    /// Follow-up inputs (a manifest write's outcome) to feed before waiting again.
+    follow_ups: VecDeque<Input>,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+}
+
+/// A put's outcome as the protocol needs it: "already there" (someone
+/// else's) is not the same as "failed" (maybe ours).
+fn put_result(result: &Result<(), Error>) -> PutResult {
+    match result {
+        Ok(()) => PutResult::Ok,
+        Err(Error::Storage { source, .. })
+            if matches!(
+                **source,
+                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+            ) =>
+        {
+            PutResult::Exists
+        }
+        Err(e) => PutResult::Failed(e.to_string()),
+    }
 }
 
 impl Coordinator {
@@ -233,240 +285,263 @@ impl Coordinator {
     /// `tolerable_failures`.
     ///
     /// # Errors
-    /// The reason checkpointing failed the job.
+    /// The reason checkpointing failed the job; [`Error::Fenced`] when
+    /// another run took the job over.
     pub fn run(mut self) -> Result<Outcome, Error> {
+        let settings = Settings {
+            interval_ms: self.spec.interval.as_millis() as u64,
+            min_pause_ms: self.spec.min_pause.as_millis() as u64,
+            timeout_ms: self.spec.timeout.as_millis() as u64,
+            max_concurrent: self.spec.max_concurrent,
+            tolerable_failures: self.spec.tolerable_failures,
+            retain: self.spec.retain,
+            periodic: self.periodic,
+            parallelism: self.nodes.iter().map(|n| n.parallelism).collect(),
+            sources: self.nodes.iter().map(|n| n.kind == "source").collect(),
+        };
+        let mut protocol = Protocol::new(settings, std::mem::take(&mut self.facts), 0);
         let (up_tx, up_rx) = crossbeam_channel::unbounded::<Uploaded>();
-        let total: usize = self.nodes.iter().map(|n| n.parallelism as usize).sum();
-        let mut finals: HashMap<(usize, u32), Vec<u8>> = HashMap::new();
-        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-        let mut queued: VecDeque<SavepointRequest> = VecDeque::new();
-        // Complete checkpoints in the store, oldest first: listed once, at the
-        // first completion, then kept up to date here (one LIST per attempt,
-        // not per checkpoint).
-        let mut retained: Option<VecDeque<u64>> = None;
-        let mut stopping = false;
-        let mut last_trigger = Instant::now();
-        let mut last_complete = Instant::now() - self.spec.min_pause;
-        let mut failures = 0u32;
-        let mut final_id: Option<u64> = None;
+        let mut d = Driver {
+            clock: Instant::now(),
+            held: HashMap::new(),
+            finals: HashMap::new(),
+            targets: BTreeMap::new(),
+            gone: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 0,
+            savepoints: HashMap::new(),
+            uploads: up_tx,
+            follow_ups: VecDeque::new(),
+        };
+        let mut requests = self.requests.clone();
         loop {
-            let wake = Duration::from_millis(20);
-            select! {
+            let input = select! {
                 recv(self.events) -> ev => match ev {
                     Ok(TaskEvent::Ack { checkpoint, node, subtask, state, alignment, sync }) => {
-                        if let Some(p) = pending.get_mut(&checkpoint) {
-                            p.started.insert((node, subtask), true);
-                            self.upload(p, checkpoint, (node, subtask), state, alignment, sync, &up_tx);
-                        }
+                        d.held.insert((checkpoint, (node, subtask)), Held { state, alignment, sync });
+                        Input::Acked { id: checkpoint, key: (node, subtask) }
                     }
                     Ok(TaskEvent::Finished { node, subtask, state }) => {
-                        for (&id, p) in pending.iter_mut() {
-                            if let std::collections::hash_map::Entry::Vacant(e) = p.started.entry((node, subtask)) {
-                                e.insert(false);
-                                self.upload(p, id, (node, subtask), state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
-                            }
-                        }
-                        finals.insert((node, subtask), state);
+                        d.finals.insert((node, subtask), state);
+                        Input::Finished { key: (node, subtask) }
                     }
-                    Err(_) => return Ok(Outcome::Stopped),
+                    Err(_) => Input::Cancelled,
                 },
-                recv(self.requests) -> req => {
-                    if let Ok(req) = req {
-                        if stopping {
-                            let _ = req.reply.send(Err("the job is already stopping with a savepoint".into()));
-                        } else {
-                            stopping = req.stop;
-                            queued.push_back(req);
-                        }
+                recv(requests) -> req => match req {
+                    Ok(req) => {
+                        d.next_request += 1;
+                        let stop = req.stop;
+                        d.requests.insert(d.next_request, req);
+                        Input::SavepointRequested { request: d.next_request, stop }
+                    }
+                    Err(_) => {
+                        requests = crossbeam_channel::never();
+                        Input::Tick
                     }
                 },
                 recv(up_rx) -> up => {
-                    let up = up.expect("the coordinator holds a sender");
-                    let Some(p) = pending.get_mut(&up.checkpoint) else { continue };
-                    if let Err(e) = up.result {
-                        let p = pending.remove(&up.checkpoint).expect("present");
-                        self.abandon(up.checkpoint, p, &format!("uploading state failed: {e}"), &mut failures)?;
-                        continue;
+                    let up = up.expect("the driver holds a sender");
+                    let result = put_result(&up.result);
+                    if result == PutResult::Ok
+                        && let Some(t) = d.targets.get_mut(&up.checkpoint)
+                    {
+                        t.entries.insert(up.key, up.entry);
                     }
-                    p.done.insert(up.key, up.entry);
-                    if p.done.len() == total {
-                        let p = pending.remove(&up.checkpoint).expect("present");
-                        let is_final = p.started.values().all(|from_ack| !from_ack);
-                        let stop = p.savepoint.as_ref().is_some_and(|(stop, _)| *stop);
-                        let info = self.complete(up.checkpoint, p, &mut pending, &mut retained)?;
-                        failures = 0;
-                        last_complete = Instant::now();
-                        if let (true, Some(info)) = (stop, info) {
-                            return Ok(Outcome::StoppedWithSavepoint(info));
-                        }
-                        if is_final && finals.len() == total {
-                            return Ok(Outcome::Finished);
-                        }
-                    }
+                    Input::Uploaded { id: up.checkpoint, key: up.key, result }
                 },
-                default(wake) => {}
-            }
+                default(Duration::from_millis(20)) => Input::Tick,
+            };
+            d.follow_ups.push_back(input);
             if (self.cancelled)() {
-                for (_, p) in std::mem::take(&mut pending) {
-                    if let Some((_, reply)) = p.savepoint {
-                        let _ = reply.send(Err("the job failed before the savepoint completed".into()));
-                    }
-                }
-                return Ok(Outcome::Stopped);
+                d.follow_ups.push_back(Input::Cancelled);
             }
-            let expired: Vec<u64> =
-                pending.iter().filter(|(_, p)| p.triggered.elapsed() > self.spec.timeout).map(|(&id, _)| id).collect();
-            for id in expired {
-                let p = pending.remove(&id).expect("listed above");
-                let why = format!("not complete after {:?} ([checkpoint] timeout)", self.spec.timeout);
-                self.abandon(id, p, &why, &mut failures)?;
-                if final_id == Some(id) {
-                    final_id = None;
-                }
-            }
-            let all_finished = finals.len() == total;
-            let sources_finished = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.kind == "source")
-                .all(|(i, n)| (0..n.parallelism).all(|s| finals.contains_key(&(i, s))));
-            let room = pending.len() < self.spec.max_concurrent as usize;
-            let savepoint = if room && final_id.is_none() { queued.pop_front() } else { None };
-            let due = savepoint.is_some()
-                || if all_finished {
-                    final_id.is_none() && pending.is_empty()
-                } else {
-                    self.periodic
-                        && !stopping
-                        && !sources_finished
-                        && room
-                        && last_trigger.elapsed() >= self.spec.interval
-                        && last_complete.elapsed() >= self.spec.min_pause
-                };
-            if !due {
-                continue;
-            }
-            let id = self.next_id;
-            self.next_id += 1;
-            self.stats.last_triggered.fetch_max(id, Ordering::Relaxed);
-            last_trigger = Instant::now();
-            if all_finished && savepoint.is_none() {
-                final_id = Some(id);
-            }
-            let stop = savepoint.as_ref().is_some_and(|r| r.stop);
-            let (storage, dir) = match &savepoint {
-                Some(req) => (req.target.clone(), req.target.paths().savepoint(id)),
-                None => (self.storage.clone(), self.storage.paths().checkpoint(id)),
-            };
-            let mut p = Pending {
-                storage,
-                dir,
-                savepoint: savepoint.map(|r| (r.stop, r.reply)),
-                triggered: Instant::now(),
-                triggered_at_ms: unix_ms(),
-                done: HashMap::new(),
-                started: HashMap::new(),
-            };
-            for (&key, state) in &finals {
-                p.started.insert(key, false);
-                self.upload(&p, id, key, state.clone(), Duration::ZERO, Duration::ZERO, &up_tx);
-            }
-            tracing::debug!("{} {id} triggered", if p.savepoint.is_some() { "savepoint" } else { "checkpoint" });
-            pending.insert(id, p);
-            for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.kind == "source") {
-                for s in 0..node.parallelism {
-                    if !finals.contains_key(&(i, s)) {
-                        // A source that just finished has dropped its receiver; its
-                        // final state arrives as an event instead.
-                        let _ = self.controls[i][s as usize].send(Control::Trigger(Barrier { id, stop }));
+            while let Some(input) = d.follow_ups.pop_front() {
+                for action in protocol.step(d.now(), input) {
+                    if let Some(outcome) = self.perform(action, &mut d)? {
+                        for (_, req) in d.requests.drain() {
+                            let _ = req.reply.send(Err("the job has stopped".into()));
+                        }
+                        return Ok(outcome);
                     }
                 }
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn upload(
-        &self,
-        p: &Pending,
-        checkpoint: u64,
-        key: (usize, u32),
-        state: Vec<u8>,
-        alignment: Duration,
-        sync: Duration,
-        done: &Sender<Uploaded>,
-    ) {
-        let (node, subtask) = key;
-        let object = Paths::state_name(&self.nodes[node].id, subtask);
-        let entry = SubtaskEntry {
-            subtask,
-            object: object.clone(),
-            size: state.len() as u64,
-            checksum: manifest::checksum(&state),
-            alignment_ms: alignment.as_millis() as u64,
-            sync_ms: sync.as_millis() as u64,
+    /// Does what `action` says; `Some` when the protocol is over.
+    fn perform(&mut self, action: Action, d: &mut Driver) -> Result<Option<Outcome>, Error> {
+        match action {
+            Action::Trigger { id, savepoint, stop, sources } => self.trigger(id, savepoint, stop, &sources, d)?,
+            Action::Upload { id, key, final_state } => {
+                let held = if final_state {
+                    d.finals.get(&key).map(|s| Held {
+                        state: s.clone(),
+                        alignment: Duration::ZERO,
+                        sync: Duration::ZERO,
+                    })
+                } else {
+                    d.held.remove(&(id, key))
+                };
+                let (Some(held), Some(target)) = (held, d.targets.get(&id)) else {
+                    return Err(Error::Internal(format!("checkpoint {id}: upload of state the driver does not hold")));
+                };
+                self.upload(target, id, key, held, &d.uploads);
+            }
+            Action::Discard { id, key } => {
+                d.held.remove(&(id, key));
+            }
+            Action::WriteManifest { id, finished } => {
+                let result = self.write_manifest(id, finished, d)?;
+                d.follow_ups.push_back(Input::ManifestWritten { id, result });
+            }
+            Action::Commit { id, finals } => {
+                self.check_lease()?;
+                for (i, node) in self.controls.iter().enumerate() {
+                    for (s, tx) in node.iter().enumerate() {
+                        let includes_final = finals.contains(&(i, s as u32));
+                        let _ = tx.send(Control::Complete { checkpoint: id, node: i, includes_final });
+                    }
+                }
+            }
+            Action::SavepointDone { request, id } => {
+                if let (Some(req), Some(info)) = (d.requests.remove(&request), d.savepoints.get(&id)) {
+                    tracing::info!("savepoint {id} is at {}", info.path);
+                    let _ = req.reply.send(Ok(info.clone()));
+                }
+            }
+            Action::SavepointFailed { request, why } => {
+                if let Some(req) = d.requests.remove(&request) {
+                    let _ = req.reply.send(Err(why));
+                }
+            }
+            Action::Abandon { id, objects, manifest, why, savepoint } => {
+                self.abandon(id, &objects, manifest, &why, savepoint, d)?;
+            }
+            Action::Retire { id } => {
+                self.check_lease()?;
+                if let Err(e) = self.storage.delete_checkpoint(id) {
+                    tracing::warn!("could not delete old checkpoint {id}: {e}");
+                }
+            }
+            Action::DeleteLeftover { id } => {
+                self.check_lease()?;
+                tracing::debug!("deleting incomplete checkpoint {id}, left by an earlier run");
+                if let Err(e) = self.storage.delete_checkpoint(id) {
+                    tracing::warn!("could not delete incomplete checkpoint {id} of an earlier run: {e}");
+                }
+            }
+            Action::Finish(End::Finished) => return Ok(Some(Outcome::Finished)),
+            Action::Finish(End::Stopped) => return Ok(Some(Outcome::Stopped)),
+            Action::Finish(End::StoppedWithSavepoint(id)) => {
+                let info = d
+                    .savepoints
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("stop savepoint {id} completed without a location")))?;
+                return Ok(Some(Outcome::StoppedWithSavepoint(info)));
+            }
+            Action::Fail(why) => return Err(Error::Checkpoint(why)),
+        }
+        Ok(None)
+    }
+
+    /// This run must still own the job before it publishes or deletes anything.
+    fn check_lease(&self) -> Result<(), Error> {
+        match &self.lease {
+            Some(lease) => lease.check(),
+            None => Ok(()),
+        }
+    }
+
+    fn trigger(
+        &mut self,
+        id: u64,
+        savepoint: Option<u64>,
+        stop: bool,
+        sources: &[Key],
+        d: &mut Driver,
+    ) -> Result<(), Error> {
+        let (storage, dir) = match savepoint.and_then(|r| d.requests.get(&r)) {
+            Some(req) => {
+                let dir = req.target.paths().savepoint(id, &super::lease::run_tag());
+                // Ids continue after this one in later runs, even if it fails.
+                let marker = self.storage.paths().savepoint_marker(id);
+                let location = req.target.location(&dir).into_bytes();
+                if let Err(e) = self.storage.put_new(&marker, location) {
+                    tracing::debug!("could not record savepoint {id} in {}: {e}", self.storage.url());
+                }
+                (req.target.clone(), dir)
+            }
+            None => (self.storage.clone(), self.storage.paths().checkpoint(id)),
         };
-        let path = Paths::object_in(&p.dir, &object);
+        if savepoint.is_some() {
+            d.savepoints.insert(id, SavepointInfo { id, path: storage.location(&dir) });
+        }
+        d.targets.insert(
+            id,
+            Target {
+                storage,
+                dir,
+                savepoint: savepoint.is_some(),
+                triggered: Instant::now(),
+                triggered_at_ms: unix_ms(),
+                entries: BTreeMap::new(),
+            },
+        );
+        self.stats.last_triggered.fetch_max(id, Ordering::Relaxed);
+        tracing::debug!("{} {id} triggered", if savepoint.is_some() { "savepoint" } else { "checkpoint" });
+        for &(node, subtask) in sources {
+            // A source that just finished has dropped its receiver; its final
+            // state arrives as an event instead.
+            let _ = self.controls[node][subtask as usize].send(Control::Trigger(Barrier { id, stop }));
+        }
+        Ok(())
+    }
+
+    fn upload(&self, target: &Target, checkpoint: u64, key: Key, held: Held, done: &Sender<Uploaded>) {
+        let (node, subtask) = key;
+        let entry = subtask_entry(&self.nodes[node].id, subtask, &held.state, held.alignment, held.sync);
+        let path = Paths::object_in(&target.dir, &entry.object);
         let done = done.clone();
-        p.storage.spawn_put(path, state, move |result| {
+        target.storage.spawn_put(path, held.state, move |result| {
             let _ = done.send(Uploaded { checkpoint, key, entry, result });
         });
     }
 
-    /// Writes the manifest and tells every task. Returns the savepoint's
-    /// location if it was one.
-    fn complete(
-        &mut self,
-        id: u64,
-        p: Pending,
-        pending: &mut BTreeMap<u64, Pending>,
-        retained: &mut Option<VecDeque<u64>>,
-    ) -> Result<Option<SavepointInfo>, Error> {
-        let duration = p.triggered.elapsed();
-        let mut nodes = Vec::with_capacity(self.nodes.len());
-        let mut total_bytes = 0;
-        let mut max_alignment = 0;
-        for (i, info) in self.nodes.iter().enumerate() {
-            let mut subtasks: Vec<SubtaskEntry> = (0..info.parallelism).map(|s| p.done[&(i, s)].clone()).collect();
-            subtasks.sort_by_key(|e| e.subtask);
-            total_bytes += subtasks.iter().map(|e| e.size).sum::<u64>();
-            max_alignment = max_alignment.max(subtasks.iter().map(|e| e.alignment_ms).max().unwrap_or(0));
-            nodes.push(NodeEntry {
-                id: info.id.clone(),
-                kind: info.kind.into(),
-                parallelism: info.parallelism,
-                module: info.module.clone(),
-                subtasks,
-            });
-        }
-        let finished = p.started.values().all(|from_ack| !from_ack);
-        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
+    /// Writes checkpoint `id`'s manifest (create-only): this makes it exist.
+    fn write_manifest(&mut self, id: u64, finished: bool, d: &mut Driver) -> Result<PutResult, Error> {
+        self.check_lease()?;
+        let target = d.targets.get(&id).ok_or_else(|| Error::Internal(format!("checkpoint {id} has no target")))?;
+        let duration = target.triggered.elapsed();
+        let nodes = node_entries(&self.nodes, &target.entries)
+            .ok_or_else(|| Error::Internal(format!("checkpoint {id}: a manifest without every state object")))?;
+        let total_bytes = nodes.iter().flat_map(|n| &n.subtasks).map(|e| e.size).sum::<u64>();
+        let max_alignment = nodes.iter().flat_map(|n| &n.subtasks).map(|e| e.alignment_ms).max().unwrap_or(0);
+        let kind = if target.savepoint { "savepoint" } else { "checkpoint" };
         let manifest = Manifest {
             format: manifest::FORMAT,
             job: self.job.clone(),
             checkpoint_id: id,
             kind: kind.into(),
             finished,
-            triggered_at_ms: p.triggered_at_ms,
+            triggered_at_ms: target.triggered_at_ms,
             duration_ms: duration.as_millis() as u64,
             max_parallelism: self.max_parallelism,
             total_bytes,
             nodes,
         };
-        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-        if let Err(e) = p.storage.put_new(&Paths::manifest_in(&p.dir), json) {
-            let why = format!(
-                "could not write the manifest of {kind} {id} ({e}); is another `weir run` of job `{}` writing to {}?",
-                self.job,
-                p.storage.url()
-            );
-            if let Some((false, reply)) = &p.savepoint {
-                // A failed savepoint is reported to whoever asked; the job goes on.
-                let _ = reply.send(Err(why));
-                return Ok(None);
-            }
-            return Err(Error::Checkpoint(why));
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::Internal(format!("checkpoint {id}: manifest does not serialize: {e}")))?;
+        let path = Paths::manifest_in(&target.dir);
+        let result = put_result(&target.storage.put_new(&path, json));
+        if result != PutResult::Ok {
+            return Ok(result);
+        }
+        if let Err(fenced) = self.check_lease() {
+            // Taken over while writing: the new owner may not have seen this
+            // manifest, so it must not exist (we wrote it; we may delete it).
+            let _ = target.storage.delete_objects(&target.dir, &[path]);
+            return Err(fenced);
         }
         let message = format!(
             "{kind} {id} complete{}: {} ms, {} bytes, max alignment {} ms",
@@ -475,119 +550,117 @@ impl Coordinator {
             total_bytes,
             max_alignment
         );
-        if self.periodic || p.savepoint.is_some() {
+        if self.periodic || target.savepoint {
             tracing::info!("{message}");
         } else {
             // Without [checkpoint], the only checkpoint is the in-memory final one.
             tracing::debug!("{message}");
         }
-        let location = p.storage.location(&p.dir);
+        let location = target.storage.location(&target.dir);
         self.stats.record(HistoryEntry {
             id,
             kind,
             status: "completed",
-            triggered_at_ms: p.triggered_at_ms,
+            triggered_at_ms: target.triggered_at_ms,
             duration_ms: manifest.duration_ms,
             bytes: total_bytes,
             max_alignment_ms: max_alignment,
-            detail: if p.savepoint.is_some() { location.clone() } else { String::new() },
+            detail: if target.savepoint { location } else { String::new() },
         });
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_id.store(id, Ordering::Relaxed);
         self.stats.last_duration_ms.store(manifest.duration_ms, Ordering::Relaxed);
         self.stats.last_bytes.store(total_bytes, Ordering::Relaxed);
         self.stats.last_alignment_ms.store(max_alignment, Ordering::Relaxed);
-        for (i, node) in self.controls.iter().enumerate() {
-            for (s, tx) in node.iter().enumerate() {
-                let includes_final = p.started.get(&(i, s as u32)) == Some(&false);
-                let _ = tx.send(Control::Complete { checkpoint: id, node: i, includes_final });
-            }
-        }
-        // A newer complete checkpoint subsumes older pending ones (savepoints
-        // were asked for: they run to completion or time out).
-        let older: Vec<u64> = pending.range(..id).filter(|(_, p)| p.savepoint.is_none()).map(|(&k, _)| k).collect();
-        for old in older {
-            pending.remove(&old);
-            let _ = self.storage.delete_checkpoint(old);
-        }
-        if let Some((_, reply)) = p.savepoint {
-            tracing::info!("savepoint {id} is at {location}");
-            let info = SavepointInfo { id, path: location };
-            let _ = reply.send(Ok(info.clone()));
-            return Ok(Some(info));
-        }
-        self.retain(id, retained);
-        Ok(None)
+        d.targets.remove(&id);
+        d.held.retain(|(c, _), _| *c > id);
+        Ok(PutResult::Ok)
     }
 
-    /// Deletes complete checkpoints beyond `retain` (oldest first). The
-    /// first time (`retained` is `None`) it lists the store, which also
-    /// finds incomplete checkpoints older than `newest` that an earlier,
-    /// killed run left behind, and deletes them.
-    fn retain(&self, newest: u64, retained: &mut Option<VecDeque<u64>>) {
-        let complete = match retained {
-            Some(complete) => {
-                complete.push_back(newest);
-                complete
-            }
-            None => {
-                let Ok(listed) = self.storage.list() else { return };
-                for l in listed.iter().filter(|l| !l.has_manifest && l.id < newest) {
-                    self.delete_old(l.id);
-                }
-                retained.insert(listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect())
-            }
+    /// Deletes exactly the objects of `id` this run wrote (or may have), and
+    /// records why it was given up.
+    fn abandon(
+        &mut self,
+        id: u64,
+        objects: &[Key],
+        manifest: bool,
+        why: &str,
+        savepoint: bool,
+        d: &mut Driver,
+    ) -> Result<(), Error> {
+        let kind = if savepoint { "savepoint" } else { "checkpoint" };
+        d.held.retain(|(c, _), _| *c != id);
+        let target = d.targets.remove(&id);
+        let (storage, dir) = match (&target, d.gone.get(&id)) {
+            (Some(t), _) => (t.storage.clone(), t.dir.clone()),
+            // A late upload of a checkpoint already given up on.
+            (None, Some((storage, dir))) => (storage.clone(), dir.clone()),
+            (None, None) => (self.storage.clone(), self.storage.paths().checkpoint(id)),
         };
-        let keep = self.spec.retain.max(1) as usize;
-        while complete.len() > keep {
-            let old = complete.pop_front().expect("longer than keep ≥ 1");
-            self.delete_old(old);
+        d.gone.insert(id, (storage.clone(), dir.clone()));
+        if target.is_some() {
+            tracing::warn!("{kind} {id} abandoned: {why}");
         }
-    }
-
-    fn delete_old(&self, id: u64) {
-        if let Err(e) = self.storage.delete_checkpoint(id) {
-            tracing::warn!("could not delete old checkpoint {id}: {e}");
-        }
-    }
-
-    /// Gives up on `p`: deletes its objects, records why, and fails the job
-    /// once too many checkpoints in a row failed (or a stop-with-savepoint did).
-    fn abandon(&self, id: u64, p: Pending, why: &str, failures: &mut u32) -> Result<(), Error> {
-        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
-        tracing::warn!("{kind} {id} abandoned: {why}");
-        if let Err(e) = p.storage.delete_dir(&p.dir) {
-            tracing::warn!("could not delete abandoned {kind} {id}: {e}");
-        }
-        self.stats.record(HistoryEntry {
-            id,
-            kind,
-            status: "abandoned",
-            triggered_at_ms: p.triggered_at_ms,
-            duration_ms: p.triggered.elapsed().as_millis() as u64,
-            bytes: 0,
-            max_alignment_ms: 0,
-            detail: why.to_owned(),
-        });
-        if let Some((stop, reply)) = p.savepoint {
-            let _ = reply.send(Err(format!("savepoint {id} failed: {why}")));
-            if stop {
-                // The sources have stopped: the job cannot go on as it is.
-                return Err(Error::Checkpoint(format!("stop-with-savepoint {id} failed ({why})")));
+        if !objects.is_empty() || manifest {
+            self.check_lease()?;
+            let mut paths: Vec<Path> = objects
+                .iter()
+                .map(|&(node, subtask)| Paths::object_in(&dir, &Paths::state_name(&self.nodes[node].id, subtask)))
+                .collect();
+            if manifest {
+                paths.insert(0, Paths::manifest_in(&dir));
             }
-            return Ok(());
+            if let Err(e) = storage.delete_objects(&dir, &paths) {
+                tracing::warn!("could not delete what abandoned {kind} {id} wrote: {e}");
+            }
         }
-        *failures += 1;
-        if *failures > self.spec.tolerable_failures {
-            return Err(Error::Checkpoint(format!(
-                "checkpoint {id} failed ({why}), {failures} failure(s) in a row, more than [checkpoint] tolerable_failures = {}",
-                self.spec.tolerable_failures
-            )));
+        if let Some(t) = target {
+            self.stats.record(HistoryEntry {
+                id,
+                kind,
+                status: "abandoned",
+                triggered_at_ms: t.triggered_at_ms,
+                duration_ms: t.triggered.elapsed().as_millis() as u64,
+                bytes: 0,
+                max_alignment_ms: 0,
+                detail: why.to_owned(),
+            });
         }
         Ok(())
     }
 }
 
-fn unix_ms() -> u64 {
+/// The manifest entry of `node`'s `subtask` state `bytes`.
+pub fn subtask_entry(node: &str, subtask: u32, bytes: &[u8], alignment: Duration, sync: Duration) -> SubtaskEntry {
+    SubtaskEntry {
+        subtask,
+        object: Paths::state_name(node, subtask),
+        size: bytes.len() as u64,
+        checksum: manifest::checksum(bytes),
+        alignment_ms: alignment.as_millis() as u64,
+        sync_ms: sync.as_millis() as u64,
+    }
+}
+
+/// The manifest's node list, if `entries` has every subtask of every node.
+pub fn node_entries(nodes: &[NodeInfo], entries: &BTreeMap<Key, SubtaskEntry>) -> Option<Vec<NodeEntry>> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let subtasks = (0..info.parallelism).map(|s| entries.get(&(i, s)).cloned()).collect::<Option<_>>()?;
+            Some(NodeEntry {
+                id: info.id.clone(),
+                kind: info.kind.into(),
+                parallelism: info.parallelism,
+                module: info.module.clone(),
+                subtasks,
+            })
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

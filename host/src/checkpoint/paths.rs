@@ -5,16 +5,26 @@
 //!     chk-0000000042/
 //!         _manifest.json                 written last: the checkpoint exists iff this does
 //!         <node id>/<subtask>.state      one state object per subtask
+//!     _owners/0000000007.json            the run that owns the job (highest epoch wins)
+//!     _savepoints/0000000043             a savepoint was taken with this id (its location)
 //! ```
-//! Checkpoint ids are zero-padded so listings sort numerically.
+//! Checkpoint ids are zero-padded so listings sort numerically. Ids above
+//! [`MAX_ID`] are not Weir's and are ignored, so no arithmetic on an id
+//! found in a store can overflow.
 //!
 //! A savepoint is the same set of objects in its own directory,
-//! `<target>/savepoint-<job name>-<id>/`, with object paths in its manifest
-//! relative to that directory — so it can be moved or copied as a whole.
+//! `<target>/savepoint-<job name>-<id>-<run nonce>/`, with object paths in
+//! its manifest relative to that directory — so it can be moved or copied as
+//! a whole. The nonce makes the directory unique to the run that wrote it.
 
 use object_store::path::{Path, PathPart};
 
 const MANIFEST: &str = "_manifest.json";
+const OWNERS: &str = "_owners";
+const SAVEPOINTS: &str = "_savepoints";
+
+/// The largest checkpoint id Weir uses or accepts from a store.
+pub const MAX_ID: u64 = 1 << 48;
 
 /// Paths of one job's checkpoints.
 #[derive(Debug, Clone)]
@@ -28,6 +38,11 @@ impl Paths {
     /// Paths under `prefix` for job `job`.
     pub fn new(prefix: &Path, job: &str) -> Self {
         Self { prefix: prefix.clone(), job: job.to_owned(), root: prefix.clone().join(PathPart::from(job)) }
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
     }
 
     /// The job's directory.
@@ -45,9 +60,38 @@ impl Paths {
         Self::manifest_in(&self.checkpoint(id))
     }
 
-    /// Directory of savepoint `id` (under the store's prefix, not the job's directory).
-    pub fn savepoint(&self, id: u64) -> Path {
-        self.prefix.clone().join(PathPart::from(format!("savepoint-{}-{id:010}", self.job).as_str()))
+    /// Directory of savepoint `id` written by the run tagged `nonce` (under
+    /// the store's prefix, not the job's directory).
+    pub fn savepoint(&self, id: u64, nonce: &str) -> Path {
+        self.prefix.clone().join(PathPart::from(format!("savepoint-{}-{id:010}-{nonce}", self.job).as_str()))
+    }
+
+    /// The marker recording that savepoint `id` was taken (ids continue after it).
+    pub fn savepoint_marker(&self, id: u64) -> Path {
+        self.root.clone().join(SAVEPOINTS).join(format!("{id:010}"))
+    }
+
+    /// Where the job's ownership records live.
+    pub fn owners(&self) -> Path {
+        self.root.clone().join(OWNERS)
+    }
+
+    /// The ownership record of `epoch`.
+    pub fn owner(&self, epoch: u64) -> Path {
+        self.owners().join(format!("{epoch:010}.json"))
+    }
+
+    /// If `location` is an ownership record, its epoch.
+    pub fn parse_owner(&self, location: &Path) -> Option<u64> {
+        let mut rest = location.prefix_match(&self.owners())?;
+        let name = rest.next()?;
+        parse_id(name.as_ref().strip_suffix(".json")?).filter(|_| rest.next().is_none())
+    }
+
+    /// If `location` is a savepoint marker, its id.
+    pub fn parse_marker(&self, location: &Path) -> Option<u64> {
+        let mut rest = location.prefix_match(&self.root.clone().join(SAVEPOINTS))?;
+        parse_id(rest.next()?.as_ref()).filter(|_| rest.next().is_none())
     }
 
     /// The manifest in checkpoint or savepoint directory `dir`.
@@ -75,11 +119,19 @@ impl Paths {
     pub fn parse(&self, location: &Path) -> Option<(u64, bool)> {
         let mut rest = location.prefix_match(&self.root)?;
         let dir = rest.next()?;
-        let id = dir.as_ref().strip_prefix("chk-")?.parse().ok()?;
+        let id = parse_id(dir.as_ref().strip_prefix("chk-")?)?;
         let file = rest.next();
         let is_manifest = file.is_some_and(|f| f.as_ref() == MANIFEST) && rest.next().is_none();
         Some((id, is_manifest))
     }
+}
+
+/// Digits only, at most [`MAX_ID`]: anything else in a store is not ours.
+fn parse_id(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&id| id <= MAX_ID)
 }
 
 #[cfg(test)]
@@ -95,5 +147,16 @@ mod tests {
         assert_eq!(p.parse(&p.manifest(42)), Some((42, true)));
         assert_eq!(p.parse(&p.state(7, &name)), Some((7, false)));
         assert_eq!(p.parse(&Path::from("base/dir/other/chk-0000000001/_manifest.json")), None);
+        assert_eq!(p.parse_owner(&p.owner(7)), Some(7));
+        assert_eq!(p.parse_marker(&p.savepoint_marker(43)), Some(43));
+    }
+
+    /// Regression (issue 10 #9): hostile directory names are ignored, not overflowed on.
+    #[test]
+    fn hostile_ids_are_not_ours() {
+        let p = Paths::new(&Path::from(""), "job");
+        for name in ["chk-18446744073709551615", "chk-99999999999999999999999", "chk-+1", "chk--1", "chk-"] {
+            assert_eq!(p.parse(&Path::from(format!("job/{name}/_manifest.json"))), None, "{name}");
+        }
     }
 }

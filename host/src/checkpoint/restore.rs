@@ -1,10 +1,16 @@
 //! Choosing what to restore, and fitting it to the job.
 //!
 //! - After a crash or failure: the newest complete checkpoint whose every
-//!   state object is present with the recorded size and checksum. A damaged
-//!   checkpoint is skipped with a warning naming what is wrong, and the one
-//!   before it is tried. A checkpoint of a different job graph is an error
-//!   (not a reason to fall back): restoring it would silently drop state.
+//!   state object is present with the recorded size and checksum. Only
+//!   *verified damage* — a size or checksum mismatch, an object the manifest
+//!   names that the store says is not there, an unparseable manifest or
+//!   state — skips a checkpoint (with a warning naming what is wrong) for
+//!   the one before it. Any other storage error (a timeout, a 5xx, a
+//!   permission error) was already retried by [`Storage::get`] and now fails
+//!   the attempt without touching any output: falling back would make sinks
+//!   retract output committed for a checkpoint that is perfectly fine. A
+//!   checkpoint of a different job graph is an error too: restoring it
+//!   would silently drop state.
 //! - From a savepoint (`--from-savepoint`): state is matched to nodes by id.
 //!   A node without saved state starts empty; saved state without a node is
 //!   an error unless allowed. An operator may change its module (the new
@@ -20,7 +26,10 @@ use weir_sdk::keygroup;
 use super::manifest::{Manifest, NodeEntry, checksum};
 use super::paths::Paths;
 use super::state::{self, GuestState, OperatorState, TaskState};
-use super::storage::Storage;
+use std::time::Duration;
+
+use super::coordinator::{NodeInfo, node_entries, subtask_entry, unix_ms};
+use super::storage::{JobListing, Storage};
 use crate::Error;
 use crate::job::{JobPlan, NodeKind};
 use crate::wasm::OperatorModule;
@@ -52,8 +61,8 @@ pub struct Found {
     pub restored: Option<Restored>,
     /// Complete checkpoints skipped as damaged, newest first, with why.
     pub skipped: Vec<(u64, String)>,
-    /// The first id free for new checkpoints.
-    pub next_id: u64,
+    /// What the store held (ids, retention, owners).
+    pub listing: JobListing,
 }
 
 /// Finds and loads the newest usable complete checkpoint of `plan`'s job
@@ -64,13 +73,14 @@ pub struct Found {
 /// when the newest usable checkpoint belongs to a different job graph;
 /// [`Error::Corrupt`] when complete checkpoints exist but none is usable.
 pub fn find_latest(storage: &Storage, plan: &JobPlan, since: u64) -> Result<Found, Error> {
-    let listed = storage.list()?;
-    let next_id = listed.last().map_or(1, |l| l.id + 1);
+    let listing = storage.list_job()?;
     let mut skipped = Vec::new();
-    for id in listed.iter().rev().filter(|l| l.has_manifest && l.id >= since).map(|l| l.id) {
+    let complete: Vec<u64> =
+        listing.checkpoints.iter().rev().filter(|l| l.has_manifest && l.id >= since).map(|l| l.id).collect();
+    for id in complete {
         match load(storage, id, plan) {
-            Ok(restored) => return Ok(Found { restored: Some(restored), skipped, next_id }),
-            Err(Error::InvalidJob(msg)) => return Err(Error::InvalidJob(msg)),
+            Ok(restored) => return Ok(Found { restored: Some(restored), skipped, listing }),
+            Err(e) if !is_damage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!("checkpoint {id} is unusable ({e}); falling back to the previous complete checkpoint");
                 skipped.push((id, e.to_string()));
@@ -84,7 +94,13 @@ pub fn find_latest(storage: &Storage, plan: &JobPlan, since: u64) -> Result<Foun
             storage.url()
         )));
     }
-    Ok(Found { restored: None, skipped, next_id })
+    Ok(Found { restored: None, skipped, listing })
+}
+
+/// Verified damage (a reason to fall back), as opposed to a failing store
+/// or a checkpoint that does not fit the job (reasons to stop).
+fn is_damage(e: &Error) -> bool {
+    matches!(e, Error::Corrupt(_)) || e.is_not_found()
 }
 
 /// Loads and verifies checkpoint `id`.
@@ -118,6 +134,65 @@ fn load_states(storage: &Storage, dir: &Path, manifest: &Manifest) -> Result<Has
         }
     }
     Ok(states)
+}
+
+/// Writes `restored` (a savepoint fitted to `plan`) into the job's store as
+/// complete checkpoint `id`, before the job starts: from then on, failovers
+/// and plain reruns resume from it — not from a checkpoint older than the
+/// savepoint, whose output the savepoint's run may have committed past.
+/// Returns false (writing nothing) when some node has no saved state to
+/// write (it starts empty; then only this process can resume from the
+/// savepoint).
+///
+/// # Errors
+/// [`Error::Storage`] when the store fails; [`Error::Conflict`] if fenced.
+pub fn write_restore_point(
+    storage: &Storage,
+    lease: Option<&super::lease::Lease>,
+    plan: &JobPlan,
+    nodes: &[NodeInfo],
+    restored: &Restored,
+    id: u64,
+) -> Result<bool, Error> {
+    let mut objects = Vec::new();
+    for (n, node) in plan.nodes.iter().enumerate() {
+        for s in 0..node.parallelism {
+            let Some(state) = restored.state(&node.id, s) else { return Ok(false) };
+            objects.push(((n, s), state::encode(state)));
+        }
+    }
+    if let Some(lease) = lease {
+        lease.check()?;
+    }
+    let dir = storage.paths().checkpoint(id);
+    let mut entries = std::collections::BTreeMap::new();
+    for ((n, s), bytes) in objects {
+        let entry = subtask_entry(&plan.nodes[n].id, s, &bytes, Duration::ZERO, Duration::ZERO);
+        storage.put_new(&Paths::object_in(&dir, &entry.object), bytes)?;
+        entries.insert((n, s), entry);
+    }
+    let nodes =
+        node_entries(nodes, &entries).ok_or_else(|| Error::Internal("restore point: a node is missing".into()))?;
+    let manifest = Manifest {
+        format: super::manifest::FORMAT,
+        job: plan.name.clone(),
+        checkpoint_id: id,
+        kind: "checkpoint".into(),
+        finished: restored.manifest.finished,
+        triggered_at_ms: unix_ms(),
+        duration_ms: 0,
+        max_parallelism: plan.max_parallelism,
+        total_bytes: nodes.iter().flat_map(|n| &n.subtasks).map(|e| e.size).sum(),
+        nodes,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("restore point: {e}")))?;
+    storage.put_new(&Paths::manifest_in(&dir), json)?;
+    tracing::info!(
+        "checkpoint {id} holds the state of {} {} (a restore point for failovers and reruns)",
+        restored.manifest.kind,
+        restored.id()
+    );
+    Ok(true)
 }
 
 /// Loads the savepoint (or retained checkpoint) at `storage`'s root and fits

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 6] = b"WEIRST";
-const FORMAT: u16 = 1;
+/// Format 2 added [`SinkState::dir`]; format 1 objects still decode.
+const FORMAT: u16 = 2;
 
 /// One subtask's state in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +99,41 @@ pub struct SinkState {
     pub pending: Vec<String>,
     /// Next part number; parts numbered from here on belong to later checkpoints.
     pub next_part: u64,
+    /// The absolute output directory the names above are in (format 2; a
+    /// job resumed from a savepoint may write somewhere else).
+    pub dir: Option<String>,
+}
+
+/// Format 1, for decoding old state objects: as [`TaskState`] before
+/// [`SinkState::dir`].
+mod v1 {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub enum TaskState {
+        Source(super::SourcePosition),
+        Operator(super::OperatorState),
+        Sink(SinkState),
+    }
+
+    #[derive(Deserialize)]
+    pub struct SinkState {
+        finished: bool,
+        pending: Vec<String>,
+        next_part: u64,
+    }
+
+    impl From<TaskState> for super::TaskState {
+        fn from(old: TaskState) -> Self {
+            match old {
+                TaskState::Source(p) => Self::Source(p),
+                TaskState::Operator(o) => Self::Operator(o),
+                TaskState::Sink(SinkState { finished, pending, next_part }) => {
+                    Self::Sink(super::SinkState { finished, pending, next_part, dir: None })
+                }
+            }
+        }
+    }
 }
 
 /// Encodes a state object.
@@ -118,9 +154,14 @@ pub fn decode(bytes: &[u8]) -> Result<TaskState, String> {
     let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not a Weir state object (bad magic)")?;
     let (version, body) = body.split_at_checked(2).ok_or("truncated state object")?;
     let version = u16::from_le_bytes([version[0], version[1]]);
-    if version != FORMAT {
-        return Err(format!("state object format {version} is not supported (this weir reads {FORMAT})"));
+    match version {
+        1 => decode_body::<v1::TaskState>(body).map(Into::into),
+        FORMAT => decode_body(body),
+        _ => Err(format!("state object format {version} is not supported (this weir reads 1 to {FORMAT})")),
     }
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let (state, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
         .map_err(|e| format!("corrupt state object: {e}"))?;
     if used != body.len() {
@@ -147,11 +188,27 @@ mod tests {
                     keyed: vec![KeyGroupBytes { group: 7, bytes: vec![9; 1000] }],
                 }),
             }),
-            TaskState::Sink(SinkState { finished: true, pending: vec![".part-0-3.inprogress".into()], next_part: 4 }),
+            TaskState::Sink(SinkState {
+                finished: true,
+                pending: vec![".part-0-3.inprogress".into()],
+                next_part: 4,
+                dir: Some("/out".into()),
+            }),
         ];
         for s in states {
             assert_eq!(decode(&encode(&s)).unwrap(), s);
         }
+    }
+
+    /// Format 1 objects (before the sink's directory was recorded) still decode.
+    #[test]
+    fn format_1_sink_state_decodes() {
+        let mut old = MAGIC.to_vec();
+        old.extend_from_slice(&1u16.to_le_bytes());
+        // TaskState::Sink (variant 2), finished, one pending name, next_part 4.
+        old.extend_from_slice(&[2, 1, 1, 3, b'a', b'b', b'c', 4]);
+        let expected = SinkState { finished: true, pending: vec!["abc".into()], next_part: 4, dir: None };
+        assert_eq!(decode(&old).unwrap(), TaskState::Sink(expected));
     }
 
     #[test]

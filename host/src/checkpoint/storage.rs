@@ -5,9 +5,15 @@
 //!
 //! State objects and manifests are written create-only (`PutMode::Create`),
 //! so two runs of one job can never both write checkpoint *n*.
+//!
+//! Any store can be wrapped in the test-only fault injector
+//! ([`super::faulty`]) by prefixing its URL with `faulty+`. Reads that fail
+//! for a reason other than "not found" are retried with backoff
+//! ([`Storage::get`]): a flaky store must not look like a damaged checkpoint.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -38,6 +44,28 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// How many times a read is tried before its error counts.
+pub const READ_ATTEMPTS: u32 = 4;
+
+/// What [`Storage::list_job`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobListing {
+    /// Checkpoint directories, ascending by id.
+    pub checkpoints: Vec<Listed>,
+    /// Ids of savepoints taken (markers), ascending.
+    pub savepoints: Vec<u64>,
+    /// Epochs of ownership records, ascending.
+    pub owners: Vec<u64>,
+}
+
+impl JobListing {
+    /// The first id after every checkpoint and savepoint listed.
+    pub fn next_id(&self) -> u64 {
+        let last = self.checkpoints.last().map(|l| l.id).max(self.savepoints.last().copied());
+        last.map_or(1, |id| id.saturating_add(1))
+    }
+}
+
 /// A checkpoint directory found in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -53,6 +81,20 @@ pub struct Listed {
 
 fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
     move |source| Error::Storage { context, source: Box::new(source) }
+}
+
+/// Whether retrying may help: not for answers ("not found") or for
+/// refusals (403, bad credentials), which come back the same every time.
+fn is_transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::InvalidPath { .. }
+    )
 }
 
 /// TLS for S3 uses rustls with the `ring` provider; it must be chosen once per process.
@@ -74,6 +116,14 @@ impl Storage {
     /// store cannot be set up.
     pub fn open(url: &str, base_dir: &FsPath, job: &str) -> Result<Self, Error> {
         install_crypto_provider();
+        if let Some(rest) = url.strip_prefix("faulty+") {
+            let (inner_url, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let faults = super::faulty::Faults::parse(query)?;
+            let mut storage = Self::open(inner_url, base_dir, job)?;
+            storage.store = Arc::new(super::faulty::FaultyStore::new(storage.store, faults));
+            storage.url = url.to_owned();
+            return Ok(storage);
+        }
         let mut local_dir = None;
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = if let Some(dir) = url.strip_prefix("file://") {
             let dir = base_dir.join(dir);
@@ -91,6 +141,19 @@ impl Storage {
                 return Err(Error::InvalidJob(format!(
                     "checkpoint store {url}: name a bucket, as in s3://bucket/prefix"
                 )));
+            }
+            let credential_vars = [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_PROFILE",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ];
+            if credential_vars.iter().all(|v| std::env::var_os(v).is_none()) {
+                tracing::warn!(
+                    "checkpoint store {url}: no credentials in the environment (AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY); trying EC2/ECS instance credentials, which exist only there"
+                );
             }
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             if std::env::var("AWS_ENDPOINT")
@@ -132,11 +195,20 @@ impl Storage {
     /// # Errors
     /// [`Error::Storage`] when listing fails.
     pub fn list(&self) -> Result<Vec<Listed>, Error> {
+        Ok(self.list_job()?.checkpoints)
+    }
+
+    /// Every object under the job's directory with a name Weir knows:
+    /// checkpoints (as [`Self::list`]), savepoint markers and ownership records.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when listing fails.
+    pub fn list_job(&self) -> Result<JobListing, Error> {
         let objects: Vec<_> = self
-            .rt
-            .block_on(self.store.list(Some(self.paths.root())).try_collect::<Vec<_>>())
+            .with_retry(|| self.store.list(Some(self.paths.root())).try_collect::<Vec<_>>(), "listing")
             .map_err(storage_error(format!("listing checkpoints in {}", self.url)))?;
         let mut by_id = std::collections::BTreeMap::<u64, Listed>::new();
+        let mut listing = JobListing::default();
         for meta in objects {
             if let Some((id, is_manifest)) = self.paths.parse(&meta.location) {
                 let modified = meta.last_modified.into();
@@ -144,9 +216,16 @@ impl Storage {
                 entry.has_manifest |= is_manifest;
                 entry.bytes += meta.size;
                 entry.modified = entry.modified.max(modified);
+            } else if let Some(id) = self.paths.parse_marker(&meta.location) {
+                listing.savepoints.push(id);
+            } else if let Some(epoch) = self.paths.parse_owner(&meta.location) {
+                listing.owners.push(epoch);
             }
         }
-        Ok(by_id.into_values().collect())
+        listing.checkpoints = by_id.into_values().collect();
+        listing.savepoints.sort_unstable();
+        listing.owners.sort_unstable();
+        Ok(listing)
     }
 
     /// Reads checkpoint `id`'s manifest.
@@ -171,14 +250,47 @@ impl Storage {
         self.prefix.clone()
     }
 
-    /// Reads an object.
+    /// Reads an object, retrying transient failures (every error but "not
+    /// found") a few times with backoff.
     ///
     /// # Errors
-    /// [`Error::Storage`] (including "not found").
+    /// [`Error::Storage`] (including "not found": see [`Error::is_not_found`]).
     pub fn get(&self, path: &Path) -> Result<Bytes, Error> {
-        self.rt
-            .block_on(async { self.store.get(path).await?.bytes().await })
+        self.with_retry(|| async { self.store.get(path).await?.bytes().await }, "reading")
             .map_err(storage_error(format!("reading {path} from {}", self.url)))
+    }
+
+    /// Whether `path` exists.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot say.
+    pub fn exists(&self, path: &Path) -> Result<bool, Error> {
+        match self.with_retry(|| self.store.head(path), "checking") {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(storage_error(format!("checking {path} in {}", self.url))(e)),
+        }
+    }
+
+    /// Runs `call` until it succeeds, fails with "not found" (an answer,
+    /// not a fault), or failed [`READ_ATTEMPTS`] times.
+    fn with_retry<T, F, Fut>(&self, call: F, what: &str) -> object_store::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1.. {
+            match self.rt.block_on(call()) {
+                Err(e) if attempt < READ_ATTEMPTS && is_transient(&e) => {
+                    tracing::debug!("{what} {} failed ({e}); retrying in {delay:?}", self.url);
+                    std::thread::sleep(delay);
+                    delay *= 4;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns by its last attempt")
     }
 
     /// Writes `bytes` at `path` unless something is already there.
@@ -234,6 +346,45 @@ impl Storage {
         if let Some(local) = &self.local_dir {
             // Only empty directories are left; a failure here leaves clutter, not state.
             let _ = std::fs::remove_dir_all(local.join(dir.as_ref()));
+        }
+        Ok(())
+    }
+
+    /// Deletes exactly `objects` (inside `dir`), and for `file://` stores the
+    /// directories they leave empty — never anything else.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn delete_objects(&self, dir: &Path, objects: &[Path]) -> Result<(), Error> {
+        self.rt
+            .block_on(async {
+                for path in objects {
+                    match self.store.delete(path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(storage_error(format!("deleting in {dir} from {}", self.url)))?;
+        if let Some(local) = &self.local_dir {
+            // `remove_dir` removes only empty directories: deepest first.
+            let mut dirs: Vec<std::path::PathBuf> = objects
+                .iter()
+                .flat_map(|p| {
+                    let file = local.join(p.as_ref());
+                    file.ancestors()
+                        .skip(1)
+                        .take_while(|a| a.starts_with(local.join(dir.as_ref())))
+                        .map(|a| a.to_path_buf())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            dirs.dedup();
+            for d in dirs {
+                let _ = std::fs::remove_dir(d);
+            }
         }
         Ok(())
     }

@@ -1,9 +1,12 @@
 //! The `file` sink: one line per record value in part files under a
 //! directory, two-phase so that output is exactly-once.
 //!
-//! Records go to a hidden in-progress file `.part-<subtask>-<n>.inprogress`;
-//! only a committed file is named `part-<subtask>-<n>`, so a reader of the
-//! directory sees committed output only (as with Flink's file sink).
+//! Records go to a hidden in-progress file
+//! `.part-<subtask>-<n>.<run>.inprogress`; only a committed file is named
+//! `part-<subtask>-<n>`, so a reader of the directory sees committed output
+//! only (as with Flink's file sink). `<run>` is a tag unique to the process:
+//! a run that is being taken over (and does not know it yet) never writes
+//! into, or removes, a file of the run that took over.
 //!
 //! - At a checkpoint barrier ([`Sink::pre_commit`]) the current file is
 //!   flushed, synced, closed and recorded as pending for that checkpoint.
@@ -20,6 +23,12 @@
 //!
 //! Part numbers continue after the highest one present, so runs never
 //! overwrite each other.
+//!
+//! The state records the (absolute) directory. A job resumed from a
+//! savepoint with the sink pointed elsewhere finishes the savepoint's
+//! pending files where they were written — in the old directory, which is
+//! where the savepoint's output up to that point lives — and starts the new
+//! directory afresh, touching none of its committed files.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -35,6 +44,8 @@ use crate::checkpoint::state::SinkState;
 pub struct FileSink {
     dir: PathBuf,
     subtask: u32,
+    /// This process's tag in in-progress names.
+    tag: String,
     /// Part number of the next file to open.
     next_part: u64,
     /// The file being written: (part number, writer).
@@ -51,12 +62,15 @@ impl FileSink {
     pub fn new(dir: &Path, subtask: u32) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
-        let next_part = parts(dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0);
-        Ok(Self { dir: dir.to_path_buf(), subtask, next_part, current: None, pending: Vec::new() })
+        let dir = std::path::absolute(dir)
+            .map_err(|e| Error::io(format!("file sink: cannot resolve {}", dir.display()), e))?;
+        let next_part = parts(&dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0);
+        let tag = crate::checkpoint::lease::run_tag();
+        Ok(Self { dir, subtask, tag, next_part, current: None, pending: Vec::new() })
     }
 
     fn pending_name(&self, part: u64) -> String {
-        format!(".part-{}-{part}.inprogress", self.subtask)
+        format!(".part-{}-{part}.{}.inprogress", self.subtask, self.tag)
     }
 
     fn final_name(&self, part: u64) -> String {
@@ -87,13 +101,18 @@ impl FileSink {
 
     /// Renames part `part` to its final name (idempotent).
     fn publish(&self, part: u64) -> Result<(), Error> {
-        let from = self.dir.join(self.pending_name(part));
-        let to = self.dir.join(self.final_name(part));
-        match std::fs::rename(&from, &to) {
-            Ok(()) => Ok(()),
-            Err(_) if to.exists() => Ok(()),
-            Err(e) => Err(Error::io(format!("file sink: cannot commit {}", from.display()), e)),
-        }
+        publish(&self.dir, &self.pending_name(part), &self.final_name(part))
+    }
+}
+
+/// Renames `dir/pending` to `dir/committed` (idempotent: done if `committed` exists).
+fn publish(dir: &Path, pending: &str, committed: &str) -> Result<(), Error> {
+    let from = dir.join(pending);
+    let to = dir.join(committed);
+    match std::fs::rename(&from, &to) {
+        Ok(()) => Ok(()),
+        Err(_) if to.exists() => Ok(()),
+        Err(e) => Err(Error::io(format!("file sink: cannot commit {}", from.display()), e)),
     }
 }
 
@@ -103,6 +122,11 @@ struct Part {
     number: u64,
     committed: bool,
     name: String,
+}
+
+/// The part number of an in-progress name's middle, `<n>` or `<n>.<run tag>`.
+fn part_number(middle: &str) -> Option<u64> {
+    middle.split('.').next()?.parse().ok()
 }
 
 /// The part files of `subtask` in `dir`, committed or not.
@@ -118,7 +142,7 @@ fn parts(dir: &Path, subtask: u32) -> Result<Vec<Part>, Error> {
         } else {
             name.strip_prefix(&pending)
                 .and_then(|r| r.strip_suffix(".inprogress"))
-                .and_then(|n| n.parse().ok())
+                .and_then(part_number)
                 .map(|n| (n, false))
         };
         if let Some((number, committed)) = parsed {
@@ -146,7 +170,7 @@ impl Sink for FileSink {
             self.pending.push((checkpoint, part));
         }
         let pending = self.pending.iter().map(|&(_, part)| self.pending_name(part)).collect();
-        Ok(SinkState { finished, pending, next_part: self.next_part })
+        Ok(SinkState { finished, pending, next_part: self.next_part, dir: Some(self.dir.display().to_string()) })
     }
 
     fn commit(&mut self, checkpoint: u64) -> Result<(), Error> {
@@ -166,16 +190,39 @@ impl Sink for FileSink {
     }
 
     fn restore(&mut self, state: &SinkState) -> Result<(), Error> {
+        let named = |name: &String| {
+            name.strip_prefix(&format!(".part-{}-", self.subtask))
+                .and_then(|r| r.strip_suffix(".inprogress"))
+                .and_then(part_number)
+                .ok_or_else(|| Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}")))
+        };
+        let elsewhere = state.dir.as_deref().map(PathBuf::from).filter(|d| *d != self.dir);
+        if let Some(old) = &elsewhere {
+            // A savepoint taken while the sink wrote to `old`: its output up
+            // to the savepoint belongs there. This directory starts afresh.
+            for name in &state.pending {
+                let part = named(name)?;
+                if let Err(e) = publish(old, name, &self.final_name(part)) {
+                    tracing::warn!(
+                        "file sink: could not commit {name} in {}, where the savepoint was taken ({e}); \
+                         it is that directory's output, not this one's",
+                        old.display()
+                    );
+                }
+            }
+            tracing::info!(
+                "file sink: resuming into {} (the savepoint was taken writing to {})",
+                self.dir.display(),
+                old.display()
+            );
+            self.pending.clear();
+            self.current = None;
+            return self.clean_start();
+        }
         let mut keep = Vec::new();
         for name in &state.pending {
-            let part = name
-                .strip_prefix(&format!(".part-{}-", self.subtask))
-                .and_then(|r| r.strip_suffix(".inprogress"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}"))
-                })?;
-            self.publish(part).map_err(|e| {
+            let part = named(name)?;
+            publish(&self.dir, name, &self.final_name(part)).map_err(|e| {
                 Error::Corrupt(format!(
                     "file sink: cannot commit {name} named in the checkpoint (was it deleted?): {e}"
                 ))
@@ -232,9 +279,13 @@ mod tests {
         b
     }
 
+    /// The files in `dir`, this run's tag in in-progress names left out.
     fn names(dir: &Path) -> Vec<String> {
-        let mut n: Vec<_> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let tag = format!(".{}.inprogress", crate::checkpoint::lease::run_tag());
+        let mut n: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap().replace(&tag, ".inprogress"))
+            .collect();
         n.sort();
         n
     }
@@ -260,7 +311,9 @@ mod tests {
         let mut sink = FileSink::new(dir.path(), 0).unwrap();
         sink.write(&batch(&["a"])).unwrap();
         let s1 = sink.pre_commit(1, false).unwrap();
-        assert_eq!(s1, SinkState { finished: false, pending: vec![".part-0-0.inprogress".into()], next_part: 1 });
+        let tag = crate::checkpoint::lease::run_tag();
+        assert_eq!(s1.pending, [format!(".part-0-0.{tag}.inprogress")]);
+        assert_eq!((s1.next_part, s1.dir), (1, Some(std::path::absolute(dir.path()).unwrap().display().to_string())));
         sink.write(&batch(&["b"])).unwrap();
         sink.pre_commit(2, false).unwrap();
         sink.commit(1).unwrap();
@@ -288,6 +341,27 @@ mod tests {
         assert_eq!(names(dir.path()), ["part-0-0", "part-0-1"]);
         resumed.restore(&state).unwrap();
         assert_eq!(names(dir.path()), ["part-0-0"], "restoring again rolls back what came after");
+    }
+
+    /// Defect 10 of issue 10: a savepoint resumed with the sink pointed at
+    /// another directory commits the savepoint's files where they were
+    /// written and starts the new directory afresh.
+    #[test]
+    fn restore_into_another_directory_leaves_the_old_one_whole() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(new.path().join("part-0-0"), "mine\n").unwrap();
+        let mut sink = FileSink::new(old.path(), 0).unwrap();
+        sink.write(&batch(&["saved"])).unwrap();
+        let state = sink.pre_commit(3, false).unwrap();
+        drop(sink);
+        let mut resumed = FileSink::new(new.path(), 0).unwrap();
+        resumed.restore(&state).unwrap();
+        assert_eq!(names(old.path()), ["part-0-0"]);
+        assert_eq!(std::fs::read_to_string(old.path().join("part-0-0")).unwrap(), "saved\n");
+        resumed.write(&batch(&["next"])).unwrap();
+        resumed.commit_all().unwrap();
+        assert_eq!(names(new.path()), ["part-0-0", "part-0-1"]);
+        assert_eq!(std::fs::read_to_string(new.path().join("part-0-0")).unwrap(), "mine\n");
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl Sink for StdoutSink {
 
     fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
         self.commit_all()?;
-        Ok(SinkState { finished, pending: Vec::new(), next_part: 0 })
+        Ok(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None })
     }
 
     fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {
@@ -62,7 +62,7 @@ impl Sink for DiscardSink {
     }
 
     fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
-        Ok(SinkState { finished, pending: Vec::new(), next_part: 0 })
+        Ok(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None })
     }
 
     fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {

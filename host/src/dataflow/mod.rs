@@ -154,8 +154,10 @@ pub struct CheckpointSetup<'a> {
     pub storage: Arc<Storage>,
     /// The checkpoint to resume from, if any.
     pub restored: Option<&'a Restored>,
-    /// First id for new checkpoints.
-    pub next_id: u64,
+    /// What the store held when the attempt started.
+    pub facts: crate::checkpoint::protocol::Facts,
+    /// This run's ownership of the store (none for `memory://`).
+    pub lease: Option<Arc<crate::checkpoint::lease::Lease>>,
     /// Shared with the progress display.
     pub stats: Arc<CheckpointStats>,
 }
@@ -355,7 +357,8 @@ pub fn start(
         nodes: node_infos(plan, modules),
         events: events_rx,
         controls,
-        next_id: checkpoints.next_id,
+        facts: checkpoints.facts,
+        lease: checkpoints.lease,
         cancelled: Box::new(move || cancel.cancel.load(Ordering::Relaxed)),
         stats: checkpoints.stats,
     };

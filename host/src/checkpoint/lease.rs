@@ -1,0 +1,242 @@
+//! One owner at a time: the run that writes a job's checkpoints and sink
+//! output holds the job's highest *epoch*, taken in the store itself.
+//!
+//! At start, a run lists `<job>/_owners/`, reads the newest record, and
+//! refuses to start ([`Error::Conflict`], exit 2) while that run is alive —
+//! unless told to take over. It then writes record `epoch + 1`
+//! create-only: of two runs racing for the same epoch, exactly one wins.
+//! Before anything that publishes or deletes (a manifest, a commit, a
+//! delete), the owner checks that no record `epoch + 1` exists
+//! ([`Lease::check`]); a run that finds one has been *fenced*: it stops
+//! without writing, committing or deleting anything more.
+//!
+//! Whether the previous owner is alive: on the same host, its process id
+//! must exist with the same start time (so a SIGKILLed run is known dead at
+//! once and a rerun just works); on another host Weir cannot tell, and
+//! assumes it is alive — take over with `--takeover` once you know it is
+//! gone. The `memory://` store has no lease: nothing outside the process
+//! can see it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::storage::Storage;
+use crate::Error;
+
+/// What an ownership record says (`<job>/_owners/<epoch>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The epoch this record holds.
+    pub epoch: u64,
+    /// Host name of the run.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its process start time (clock ticks since boot, `/proc/PID/stat`), to
+    /// tell a live run from a reused pid.
+    #[serde(default)]
+    pub process_start: Option<u64>,
+    /// When it took the job (ms since the Unix epoch).
+    pub started_at_ms: u64,
+}
+
+impl Owner {
+    fn this_process(epoch: u64) -> Self {
+        let pid = std::process::id();
+        Self {
+            epoch,
+            host: host_name(),
+            pid,
+            process_start: process_start(pid),
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    /// Whether the run may still be alive (see the module doc).
+    pub fn may_be_alive(&self) -> bool {
+        if self.host != host_name() {
+            return true;
+        }
+        match (process_start(self.pid), self.process_start) {
+            (Some(now), Some(then)) => now == then,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let started = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.started_at_ms),
+        );
+        format!("pid {} on host {}, started {started} (epoch {})", self.pid, self.host, self.epoch)
+    }
+}
+
+/// This run's ownership of a job's store.
+#[derive(Debug)]
+pub struct Lease {
+    storage: Arc<Storage>,
+    epoch: u64,
+    fenced: AtomicBool,
+}
+
+impl Lease {
+    /// Takes the job in `storage` for this run. With `takeover`, a live
+    /// owner is fenced instead of refused.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] naming the live owner (or a run that took the
+    /// same epoch at the same moment); [`Error::Storage`] if the store fails.
+    pub fn acquire(storage: Arc<Storage>, takeover: bool) -> Result<Arc<Self>, Error> {
+        let owners = storage.list_job()?.owners;
+        let newest = owners.last().copied();
+        if let Some(epoch) = newest {
+            let path = storage.paths().owner(epoch);
+            let owner = match storage.get(&path) {
+                Ok(bytes) => serde_json::from_slice::<Owner>(&bytes).ok(),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e),
+            };
+            match owner {
+                Some(owner) if owner.may_be_alive() && owner.pid != std::process::id() => {
+                    if !takeover {
+                        return Err(Error::Conflict(format!(
+                            "job `{}` is already running in {}: {}. Two runs of one job would corrupt its \
+                             checkpoints and output. Stop it first (`weir cancel`, or `weir stop --savepoint`), \
+                             or, if you know it is gone (or want it fenced), run again with --takeover",
+                            storage.paths().job(),
+                            storage.url(),
+                            owner.describe()
+                        )));
+                    }
+                    tracing::warn!(
+                        "taking job `{}` over from {}: it is fenced",
+                        storage.paths().job(),
+                        owner.describe()
+                    );
+                }
+                Some(_) => {}
+                None => tracing::warn!("ownership record {} is unreadable; taking the job", storage.location(&path)),
+            }
+        }
+        let epoch = newest.map_or(1, |e| e.saturating_add(1));
+        let record = serde_json::to_vec_pretty(&Owner::this_process(epoch))
+            .map_err(|e| Error::Internal(format!("ownership record: {e}")))?;
+        let path = storage.paths().owner(epoch);
+        match storage.put_new(&path, record) {
+            Ok(()) => {}
+            Err(Error::Storage { source, .. })
+                if matches!(
+                    *source,
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+                ) =>
+            {
+                return Err(Error::Conflict(format!(
+                    "another run of job `{}` took epoch {epoch} in {} at the same moment; run again to see which",
+                    storage.paths().job(),
+                    storage.url()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        // Records before the one just fenced are of no use to anyone.
+        let stale: Vec<_> = owners.iter().filter(|&&e| Some(e) != newest).map(|&e| storage.paths().owner(e)).collect();
+        if !stale.is_empty() {
+            let _ = storage.delete_objects(&storage.paths().owners(), &stale);
+        }
+        tracing::debug!("job `{}`: this run owns epoch {epoch}", storage.paths().job());
+        Ok(Arc::new(Self { storage, epoch, fenced: AtomicBool::new(false) }))
+    }
+
+    /// This run's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Fails once another run has taken the job over.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when fenced; [`Error::Storage`] when the store
+    /// cannot say (then nothing may be published either).
+    pub fn check(&self) -> Result<(), Error> {
+        let next = self.storage.paths().owner(self.epoch + 1);
+        if !self.fenced.load(Ordering::Relaxed) && !self.storage.exists(&next)? {
+            return Ok(());
+        }
+        self.fenced.store(true, Ordering::Relaxed);
+        let by = self
+            .storage
+            .get(&next)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+            .map_or_else(|| "another run".to_owned(), |o| o.describe());
+        Err(Error::Conflict(format!(
+            "job `{}` was taken over by {by} (--takeover): this run stops without writing, committing or \
+             deleting anything more",
+            self.storage.paths().job()
+        )))
+    }
+}
+
+/// A tag unique to this process (six hex digits of a hash of its pid,
+/// start time and clock): it names the savepoint directories and sink
+/// in-progress files this run writes, so that no two runs ever write — or
+/// clean up — the same one.
+pub fn run_tag() -> String {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let pid = std::process::id();
+        let seed = format!("{pid}-{:?}-{:?}", process_start(pid), std::time::SystemTime::now());
+        format!("{:06x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) & 0xff_ffff)
+    })
+    .clone()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot);
+/// `None` when there is no such process (or no `/proc`).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_dead_pid_is_not() {
+        let me = Owner::this_process(1);
+        assert!(me.process_start.is_some());
+        assert!(me.may_be_alive());
+        let reused = Owner { process_start: me.process_start.map(|s| s + 1), ..me.clone() };
+        assert!(!reused.may_be_alive(), "same pid, other start time: another process");
+        let elsewhere = Owner { host: "elsewhere".into(), pid: u32::MAX, ..me };
+        assert!(elsewhere.may_be_alive(), "another host cannot be checked");
+    }
+
+    #[test]
+    fn a_second_owner_fences_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open("file://c", dir.path(), "job").unwrap());
+        let first = Lease::acquire(storage.clone(), false).unwrap();
+        first.check().unwrap();
+        // The same process counts as dead to itself only through takeover.
+        let second = Lease::acquire(storage.clone(), true).unwrap();
+        assert_eq!(second.epoch(), first.epoch() + 1);
+        assert!(matches!(first.check(), Err(Error::Conflict(_))));
+        second.check().unwrap();
+    }
+}

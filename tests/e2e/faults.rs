@@ -1,0 +1,342 @@
+//! Exactly-once under operator mistakes and storage faults (issue 10): one
+//! regression test per defect, each failing without its fix — savepoints
+//! that deleted each other, a savepoint that committed output before the
+//! first checkpoint, two runs of one job, transient read errors taken for
+//! damage, a final checkpoint whose failed upload hung the job, hostile
+//! store contents, SIGTERM — plus a seeded randomized sequence of runs,
+//! kills, savepoints and injected storage faults whose failing seed replays.
+
+use std::path::{Path, PathBuf};
+
+use weir_tests::{Rng, committed_lines, complete_checkpoints, wait_until};
+
+use crate::{Background, TIMEOUT, assert_output_exact, weir, with_input, write};
+
+/// `lines` (file `in.txt`, `rate` lines/s) → `tokenize` ×2 → keyed `count`
+/// ×2 → file sink `out/` ×2, job `f`, plus `tail` (e.g. `[checkpoint]`).
+fn wordcount(rate: u32, tail: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "f"
+
+[sources.lines]
+kind = "file"
+path = "in.txt"
+rate = {rate}
+
+[operators.tokenize]
+builtin = "tokenize"
+input = "lines"
+parallelism = 2
+
+[operators.count]
+builtin = "count"
+input = "tokenize"
+partition = "key"
+parallelism = 2
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "count"
+parallelism = 2
+
+{tail}
+"#
+    )
+}
+
+const CHECKPOINTS: &str = "[checkpoint]\ninterval = \"100ms\"\n";
+
+/// Starts `weir run job.toml --api 127.0.0.1:0 EXTRA…`; returns it and its API address.
+fn start(dir: &Path, name: &str, extra: &[&str]) -> (Background, String) {
+    let mut args = vec!["run", "job.toml", "--api", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut run = Background::start(dir, name, &args, &[]);
+    let log = dir.join(format!("{name}.stderr"));
+    let mut addr = String::new();
+    wait_until("the control API", TIMEOUT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!run.exited(), "weir exited early:\n{text}");
+        if let Some(at) = text.find("control API on http://") {
+            addr = text[at + 22..].split_whitespace().next().unwrap_or("").to_owned();
+        }
+        !addr.is_empty()
+    });
+    (run, addr)
+}
+
+fn checkpoints(dir: &Path) -> Vec<u64> {
+    complete_checkpoints(&dir.join("checkpoints/f"))
+}
+
+fn wait_for_checkpoint(dir: &Path, run: &mut Background) {
+    wait_until("a checkpoint", TIMEOUT, || run.exited() || !checkpoints(dir).is_empty());
+    assert!(!run.exited(), "the job ended before its first checkpoint");
+}
+
+/// `weir savepoint` (or `stop --savepoint`) into `target`; the path printed.
+fn savepoint(dir: &Path, addr: &str, stop: bool, target: &str) -> PathBuf {
+    let args: &[&str] = if stop {
+        &["stop", "--savepoint", "--api", addr, "--target", target]
+    } else {
+        &["savepoint", "--api", addr, "--target", target]
+    };
+    let taken = weir(dir, args);
+    taken.expect_code(0);
+    let path = PathBuf::from(taken.stdout.trim());
+    assert!(path.join("_manifest.json").is_file(), "no savepoint at {path:?}");
+    path
+}
+
+/// Every file under `dir` with its contents, to compare before and after.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Defect 1, without `[checkpoint]`: stop with a savepoint, resume from it,
+/// stop again into the same target — the first savepoint is still there
+/// (ids continue after the savepoint resumed from; directories are unique).
+#[test]
+fn a_savepoint_never_deletes_another() {
+    let (tmp, text) = with_input(20_000, 101);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, ""));
+    let (run, addr) = start(dir, "first", &[]);
+    let first = savepoint(dir, &addr, true, "sp");
+    run.finish().expect_code(0);
+    let before = snapshot(&first);
+    let (run, addr) = start(dir, "second", &["--from-savepoint", first.to_str().unwrap()]);
+    let second = savepoint(dir, &addr, true, "sp");
+    run.finish().expect_code(0);
+    assert_ne!(first, second);
+    assert_eq!(snapshot(&first), before, "the first savepoint was touched");
+    let run = weir(dir, &["run", "job.toml", "--quiet", "--from-savepoint", second.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// Defect 1, with `[checkpoint]`: a savepoint, a SIGKILL, a rerun and
+/// another savepoint into the same target leave the first one whole.
+#[test]
+fn a_savepoint_survives_a_kill_and_the_next_savepoint() {
+    let (tmp, _) = with_input(20_000, 102);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, CHECKPOINTS));
+    let (mut run, addr) = start(dir, "first", &[]);
+    wait_for_checkpoint(dir, &mut run);
+    let first = savepoint(dir, &addr, false, "sp");
+    run.kill();
+    let before = snapshot(&first);
+    let (run, addr) = start(dir, "second", &[]);
+    let second = savepoint(dir, &addr, false, "sp");
+    assert_ne!(first, second);
+    run.kill();
+    assert_eq!(snapshot(&first), before, "the first savepoint was touched");
+}
+
+/// Defect 2: a savepoint taken before the first checkpoint commits no
+/// output, so a kill and a rerun from the beginning duplicate nothing.
+#[test]
+fn a_savepoint_before_the_first_checkpoint_commits_nothing() {
+    let (tmp, text) = with_input(20_000, 103);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, "[checkpoint]\ninterval = \"1h\"\n"));
+    let (run, addr) = start(dir, "first", &[]);
+    savepoint(dir, &addr, false, "sp");
+    run.kill();
+    assert!(checkpoints(dir).is_empty(), "no checkpoint was meant to complete");
+    let rerun = weir(dir, &["run", "job.toml", "--quiet"]);
+    rerun.expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// Defect 3: a second `weir run` of a live job is refused (exit 2) naming
+/// the first; `--takeover` fences the first, which stops without
+/// committing anything more, and the output is still exactly-once.
+#[test]
+fn a_second_run_is_refused_and_takeover_fences_the_first() {
+    let (tmp, text) = with_input(20_000, 104);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, CHECKPOINTS));
+    let (mut first, _) = start(dir, "first", &[]);
+    wait_for_checkpoint(dir, &mut first);
+    let refused = weir(dir, &["run", "job.toml", "--quiet", "--no-api"]);
+    refused.expect_code(2).expect_stderr(&["already running", &format!("pid {}", first.child.id()), "--takeover"]);
+    assert!(!first.exited(), "the refused run must not disturb the first");
+    let second = Background::start(dir, "second", &["run", "job.toml", "--no-api", "--takeover"], &[]);
+    let fenced = first.finish();
+    fenced.expect_code(2).expect_stderr(&["taken over"]);
+    second.finish().expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// Defect 4: the newest checkpoint's objects cannot be read (a failing
+/// store, not damage): the run fails, retrying, and touches no output —
+/// it does not fall back and retract what that checkpoint committed.
+#[test]
+fn a_failing_store_on_restore_is_not_damage() {
+    let (tmp, _) = with_input(2_000, 105);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(1_000_000, CHECKPOINTS));
+    weir(dir, &["run", "job.toml", "--quiet"]).expect_code(0);
+    let newest = *checkpoints(dir).last().expect("a final checkpoint");
+    let before = snapshot(&dir.join("out"));
+    let store = format!("checkpoint.store=faulty+file://checkpoints?get=1&only=chk-{newest:010}/");
+    let rerun = weir(dir, &["run", "job.toml", "--quiet", "--set", &store, "--set", "restart.attempts=1"]);
+    rerun.expect_code(1).expect_stderr(&["injected fault"]);
+    assert!(!rerun.stderr.contains("unusable"), "a read error is not damage:\n{}", rerun.stderr);
+    assert_eq!(snapshot(&dir.join("out")), before, "output was touched");
+}
+
+/// Defect 8: the final checkpoint's upload fails once; with
+/// `tolerable_failures = 1` the job retries it and ends instead of hanging.
+#[test]
+fn a_failed_final_checkpoint_is_retried_not_waited_for() {
+    let (tmp, text) = with_input(2_000, 106);
+    let dir = tmp.path();
+    let tail = "[checkpoint]\ninterval = \"1h\"\ntolerable_failures = 1\n\
+                store = \"faulty+file://checkpoints?put=1&only=chk-0000000001/\"\n";
+    write(dir, "job.toml", &wordcount(1_000_000, tail));
+    let run = weir(dir, &["run", "job.toml"]);
+    run.expect_code(0).expect_stderr(&["checkpoint 1 abandoned", "checkpoint 2 complete (final)"]);
+    assert_output_exact(dir, &text);
+}
+
+/// Defect 9: directories in the store that Weir did not write — an id that
+/// overflows, garbage manifests — are ignored or reported, never a panic.
+#[test]
+fn hostile_store_contents_do_not_panic() {
+    let (tmp, text) = with_input(2_000, 107);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(1_000_000, CHECKPOINTS));
+    for name in ["chk-18446744073709551615", "chk-99999999999999999999", "chk-x"] {
+        std::fs::create_dir_all(dir.join("checkpoints/f").join(name)).unwrap();
+        write(&dir.join("checkpoints/f").join(name), "_manifest.json", "{ not json");
+    }
+    std::fs::create_dir_all(dir.join("checkpoints/f/_owners")).unwrap();
+    write(&dir.join("checkpoints/f/_owners"), "0000000009.json", "garbage");
+    let run = weir(dir, &["run", "job.toml", "--quiet"]);
+    run.expect_code(0);
+    assert_output_exact(dir, &text);
+    let listed = weir(dir, &["checkpoints", "list", "job.toml"]);
+    listed.expect_code(0);
+    assert!(!listed.stderr.contains("panicked"), "{}", listed.stderr);
+}
+
+/// Defect 11: SIGTERM cancels in an orderly way (exit 3, said so); a rerun
+/// resumes and the output is exact.
+#[test]
+fn sigterm_cancels_in_an_orderly_way() {
+    let (tmp, text) = with_input(20_000, 108);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, CHECKPOINTS));
+    let (mut run, _) = start(dir, "first", &[]);
+    wait_for_checkpoint(dir, &mut run);
+    let pid = run.child.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    run.finish().expect_code(3).expect_stderr(&["SIGTERM", "cancel"]);
+    weir(dir, &["run", "job.toml", "--quiet"]).expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
+/// Seeded random sequences of runs, SIGKILLs, savepoints, stops with a
+/// savepoint (resumed from, sometimes at another parallelism) and injected
+/// storage faults (failed, lost and slow puts; failing reads) against one
+/// job: whatever happens, the committed output in the end is exactly-once.
+/// Replay a failure with the `WEIR_TEST_SEED` it prints.
+#[test]
+fn random_runs_kills_savepoints_and_faults_are_exactly_once() {
+    let mut rng = Rng::from_env_or_time();
+    for case in 0..3 {
+        let (tmp, text) = with_input(6_000, 200 + case);
+        let dir = tmp.path();
+        // The savepoint to resume from, and `count`'s parallelism (which
+        // only a savepoint may change).
+        let mut resume: Option<PathBuf> = None;
+        let mut parallelism = 2;
+        for step in 0..4 {
+            let seed = rng.below(1_000_000);
+            let store = match rng.below(3) {
+                0 => "file://checkpoints".to_owned(),
+                1 => format!("faulty+file://checkpoints?seed={seed}&put=0.05&lost=0.5&slow_ms=2"),
+                _ => format!("faulty+file://checkpoints?seed={seed}&get=0.2&put=0.02"),
+            };
+            let mut extra: Vec<String> = Vec::new();
+            if let Some(sp) = resume.take() {
+                parallelism = 1 + rng.below(3);
+                extra.extend(["--from-savepoint".into(), sp.display().to_string()]);
+            }
+            let tail = format!(
+                "[checkpoint]\ninterval = \"50ms\"\ntolerable_failures = 100\nstore = \"{store}\"\n\
+                 [restart]\nattempts = 100\ndelay = \"10ms\"\n"
+            );
+            write(dir, "job.toml", &with_parallelism(&wordcount(15_000, &tail), parallelism));
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let (mut run, addr) = start(dir, &format!("c{case}s{step}"), &extra);
+            if wait_until_or_exit(&mut run, rng.below(400)) {
+                let done = run.finish();
+                assert_eq!(done.code, Some(0), "case {case} step {step}: {}", done.stderr);
+                break;
+            }
+            match rng.below(3) {
+                0 => {
+                    run.kill();
+                }
+                1 => {
+                    // A savepoint may fail under injected faults; the job goes on.
+                    let _ = weir(dir, &["savepoint", "--api", &addr, "--target", "sp"]);
+                    run.kill();
+                }
+                _ => {
+                    let stopped = weir(dir, &["stop", "--savepoint", "--api", &addr, "--target", "sp"]);
+                    let done = run.finish();
+                    if stopped.code == Some(0) && done.code == Some(0) {
+                        resume = Some(PathBuf::from(stopped.stdout.trim()));
+                    }
+                }
+            }
+        }
+        // Finish the job on a healthy store.
+        let mut args = vec!["run", "job.toml", "--quiet"];
+        let sp = resume.map(|p| p.display().to_string());
+        if let Some(sp) = &sp {
+            args.extend(["--from-savepoint", sp]);
+        }
+        write(dir, "job.toml", &with_parallelism(&wordcount(1_000_000, CHECKPOINTS), parallelism));
+        let last = weir(dir, &args);
+        assert_eq!(last.code, Some(0), "case {case}, final run: {}", last.stderr);
+        assert_output_exact(dir, &text);
+        assert!(!committed_lines(&dir.join("out")).is_empty());
+    }
+}
+
+/// `job` with `count` at `parallelism`.
+fn with_parallelism(job: &str, parallelism: u64) -> String {
+    job.replace("partition = \"key\"\nparallelism = 2", &format!("partition = \"key\"\nparallelism = {parallelism}"))
+}
+
+/// Waits up to `ms` or until `run` exits; true if it exited.
+fn wait_until_or_exit(run: &mut Background, ms: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    while std::time::Instant::now() < deadline {
+        if run.exited() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    run.exited()
+}
