@@ -127,8 +127,10 @@ impl Lease {
         let record = serde_json::to_vec_pretty(&Owner::this_process(epoch))
             .map_err(|e| Error::Internal(format!("ownership record: {e}")))?;
         let path = storage.paths().owner(epoch);
-        match storage.put_new(&path, record) {
+        match storage.put_new(&path, record.clone()) {
             Ok(()) => {}
+            // The put failed, but may have been written (a lost acknowledgement): ours if it says so.
+            Err(_) if storage.get(&path).is_ok_and(|b| b == record) => {}
             Err(Error::Storage { source, .. })
                 if matches!(
                     *source,

@@ -505,7 +505,8 @@ impl Protocol {
             if self.over {
                 return;
             }
-            let why = format!("not complete after {timeout} ms ([checkpoint] timeout)");
+            let why =
+                format!("not complete after {:?} ([checkpoint] timeout)", std::time::Duration::from_millis(timeout));
             self.abandon(id, why, false, true, out);
         }
     }

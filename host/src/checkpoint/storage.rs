@@ -44,6 +44,9 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// How long a store call may take before the log says it is waiting.
+pub const SLOW_CALL: Duration = Duration::from_secs(5);
+
 /// How many times a read is tried before its error counts.
 pub const READ_ATTEMPTS: u32 = 4;
 
@@ -222,6 +225,19 @@ impl Storage {
                 listing.owners.push(epoch);
             }
         }
+        // On local disk, a run killed mid-upload leaves only a staged file
+        // (`name#N`), which listings do not show: find such directories too,
+        // so they are cleaned up as incomplete checkpoints.
+        if let Some(local) = &self.local_dir {
+            let job_dir = local.join(self.paths.root().as_ref());
+            for entry in std::fs::read_dir(&job_dir).into_iter().flatten().flatten() {
+                let location = Paths::object_in(self.paths.root(), &entry.file_name().to_string_lossy());
+                if let Some((id, _)) = self.paths.parse(&location.clone().join("x")) {
+                    let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    by_id.entry(id).or_insert(Listed { id, has_manifest: false, bytes: 0, modified });
+                }
+            }
+        }
         listing.checkpoints = by_id.into_values().collect();
         listing.savepoints.sort_unstable();
         listing.owners.sort_unstable();
@@ -281,7 +297,7 @@ impl Storage {
     {
         let mut delay = Duration::from_millis(50);
         for attempt in 1.. {
-            match self.rt.block_on(call()) {
+            match self.patiently(what, call()) {
                 Err(e) if attempt < READ_ATTEMPTS && is_transient(&e) => {
                     tracing::debug!("{what} {} failed ({e}); retrying in {delay:?}", self.url);
                     std::thread::sleep(delay);
@@ -299,7 +315,22 @@ impl Storage {
     /// [`Error::Storage`]; an existing object is an error too.
     pub fn put_new(&self, path: &Path, bytes: Vec<u8>) -> Result<(), Error> {
         let put = self.store.put_opts(path, PutPayload::from(bytes), PutMode::Create.into());
-        self.rt.block_on(put).map(|_| ()).map_err(storage_error(format!("writing {path} to {}", self.url)))
+        self.patiently("writing", put).map(|_| ()).map_err(storage_error(format!("writing {path} to {}", self.url)))
+    }
+
+    /// Runs `call` to the end, saying so in the log if the store takes
+    /// longer than [`SLOW_CALL`] to answer (a stalled server must not be silent).
+    fn patiently<T>(&self, what: &str, call: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(async {
+            let mut call = std::pin::pin!(call);
+            match tokio::time::timeout(SLOW_CALL, &mut call).await {
+                Ok(done) => done,
+                Err(_) => {
+                    tracing::warn!("{what} {}: no answer after {SLOW_CALL:?}; still waiting", self.url);
+                    call.await
+                }
+            }
+        })
     }
 
     /// Uploads `bytes` to `path` (create-only) in the background; `done` gets the outcome.
@@ -368,6 +399,17 @@ impl Storage {
             })
             .map_err(storage_error(format!("deleting in {dir} from {}", self.url)))?;
         if let Some(local) = &self.local_dir {
+            // A put cut short leaves its staged file `<object>#<n>`: ours too.
+            for path in objects {
+                let file = local.join(path.as_ref());
+                let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else { continue };
+                let staged = format!("{}#", name.to_string_lossy());
+                for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                    if entry.file_name().to_string_lossy().starts_with(&staged) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
             // `remove_dir` removes only empty directories: deepest first.
             let mut dirs: Vec<std::path::PathBuf> = objects
                 .iter()
