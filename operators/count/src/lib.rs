@@ -3,7 +3,10 @@
 //! keyed by the same key.
 //!
 //! State: one `u64` per key, in [`KeyedState`], so counts survive failures
-//! and follow their key groups when the operator is rescaled.
+//! and follow their key groups when the operator is rescaled. Run it behind
+//! a `partition = "key"` edge: there every record has a key (the host keys
+//! a keyless record by its value, the key it routes it by), so a count
+//! always sits in the key group its records go to.
 
 use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
 
