@@ -181,6 +181,13 @@ pub trait Operator: Default + 'static {
     /// an older version of this operator (`state.version()`), in which case
     /// migrate it here.
     ///
+    /// Every keyed state in `state` must be read — by the
+    /// [`KeyedState`](crate::KeyedState) of its name (or an alias of it), or
+    /// [`StateReader::keyed`](crate::StateReader::keyed) for the unnamed one
+    /// — or dropped on purpose with
+    /// [`StateReader::discard_keyed`](crate::StateReader::discard_keyed);
+    /// otherwise the restore fails, naming what was left unread.
+    ///
     /// # Errors
     /// When the state cannot be read; the job then refuses to start.
     fn restore(&mut self, state: &crate::state::StateReader) -> Result<(), Error> {

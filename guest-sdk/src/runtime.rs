@@ -69,12 +69,12 @@ impl<O: Operator> Runtime<O> {
                 ));
             }
             let version = state.version;
-            let reader = StateReader {
-                version: state.version,
-                operator: state.operator_state,
-                keyed: state.keyed.into_iter().map(|g| g.bytes).collect(),
-            };
-            op.restore(&reader).map_err(|e| {
+            let reader = StateReader::new(
+                state.version,
+                state.operator_state,
+                state.keyed.into_iter().map(|g| g.bytes).collect(),
+            );
+            op.restore(&reader).and_then(|()| all_keyed_state_read(&reader)).map_err(|e| {
                 format!(
                     "cannot restore state version {version} (this operator's STATE_VERSION is {}): {}",
                     O::STATE_VERSION,
@@ -129,7 +129,7 @@ impl<O: Operator> Runtime<O> {
 
     /// Runs `snapshot` and packages the state for the host.
     pub fn snapshot(&mut self, _checkpoint_id: u64) -> Result<types::State, String> {
-        let mut writer = StateWriter { max_parallelism: self.info.max_parallelism, ..StateWriter::default() };
+        let mut writer = StateWriter::new(self.info.max_parallelism);
         self.op()?.snapshot(&mut writer).map_err(Error::into_message)?;
         Ok(types::State {
             version: O::STATE_VERSION,
@@ -147,5 +147,126 @@ impl<O: Operator> Runtime<O> {
     /// Runs `on_checkpoint_complete`.
     pub fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
         self.op()?.on_checkpoint_complete(checkpoint_id).map_err(Error::into_message)
+    }
+}
+
+/// Fails a restore that left keyed state unread: state written under a name
+/// that no [`KeyedState`](crate::KeyedState) of this version restored would
+/// otherwise be dropped without a word (and with the next checkpoint, lost).
+fn all_keyed_state_read(reader: &StateReader) -> Result<(), Error> {
+    let unread = reader.unread();
+    let Some(first) = unread.first() else { return Ok(()) };
+    let names: Vec<String> =
+        unread.iter().map(|n| if n.is_empty() { "unnamed".to_owned() } else { format!("{n:?}") }).collect();
+    Err(Error::msg(format!(
+        "the state holds keyed state that `restore` did not read (names: {}); restore each with a KeyedState \
+         of that name (KeyedState::named({first:?}), or ::default() for unnamed) or an `alias` of it, or drop it on \
+         purpose with StateReader::discard_keyed({first:?})",
+        names.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeyedState;
+
+    /// Counts each key twice over, in two keyed states; emits `a b`.
+    struct Two {
+        a: KeyedState<u64>,
+        b: KeyedState<u64>,
+    }
+
+    impl Default for Two {
+        fn default() -> Self {
+            Self { a: KeyedState::named("a"), b: KeyedState::named("b") }
+        }
+    }
+
+    impl Operator for Two {
+        type In<'a> = &'a [u8];
+
+        fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<(), Error> {
+            let key = rec.key.unwrap_or_default();
+            *self.a.get_or_default(key) += 1;
+            *self.b.get_or_default(key) += 10;
+            out.emit(&format!("{} {}", self.a.get(key).unwrap_or(&0), self.b.get(key).unwrap_or(&0)));
+            Ok(())
+        }
+
+        fn snapshot(&mut self, state: &mut StateWriter) -> Result<(), Error> {
+            self.a.snapshot_into(state)?;
+            self.b.snapshot_into(state)
+        }
+
+        fn restore(&mut self, state: &StateReader) -> Result<(), Error> {
+            self.a.restore_from(state)?;
+            self.b.restore_from(state)
+        }
+    }
+
+    /// Restores only `a` of [`Two`]'s state.
+    #[derive(Default)]
+    struct OnlyA(Two);
+
+    impl Operator for OnlyA {
+        type In<'a> = &'a [u8];
+
+        fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<(), Error> {
+            self.0.process(rec, out)
+        }
+
+        fn restore(&mut self, state: &StateReader) -> Result<(), Error> {
+            self.0.a.restore_from(state)
+        }
+    }
+
+    fn info() -> types::InstanceInfo {
+        types::InstanceInfo {
+            operator_id: "two".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            key_group_start: 0,
+            key_group_end: 128,
+            attempt: 0,
+        }
+    }
+
+    fn batch(keys: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for k in keys {
+            frame::write(&mut out, Some(k.as_bytes()), None, b"");
+        }
+        out
+    }
+
+    fn values(batch: &[u8]) -> Vec<String> {
+        frame::read(batch).map(|r| String::from_utf8(r.unwrap().value.to_vec()).unwrap()).collect()
+    }
+
+    /// Both keyed states of an operator come back from a checkpoint whole.
+    #[test]
+    fn an_operator_with_two_keyed_states_resumes_both() {
+        let mut first = Runtime::<Two>::default();
+        first.init(info(), "{}".into(), None).unwrap();
+        first.process(&batch(&["x", "y", "x"])).unwrap();
+        let state = first.snapshot(1).unwrap();
+        let mut second = Runtime::<Two>::default();
+        second.init(info(), "{}".into(), Some(state)).unwrap();
+        assert_eq!(values(&second.process(&batch(&["x", "y"])).unwrap()), ["3 30", "2 20"]);
+    }
+
+    /// A restore that leaves a keyed state unread fails, naming it.
+    #[test]
+    fn a_keyed_state_left_unread_fails_the_restore() {
+        let mut first = Runtime::<Two>::default();
+        first.init(info(), "{}".into(), None).unwrap();
+        first.process(&batch(&["x"])).unwrap();
+        let state = first.snapshot(1).unwrap();
+        let err = Runtime::<OnlyA>::default().init(info(), "{}".into(), Some(state)).unwrap_err();
+        for needle in ["did not read", "\"b\"", "discard_keyed(\"b\")"] {
+            assert!(err.contains(needle), "{needle:?} missing from: {err}");
+        }
     }
 }

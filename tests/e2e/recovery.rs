@@ -365,3 +365,33 @@ fn timed_out_checkpoints_are_abandoned_and_fail_over_past_the_tolerance() {
     listed.expect_code(0);
     assert!(!listed.stdout.contains("incomplete"), "abandoned checkpoints left behind:\n{}", listed.stdout);
 }
+
+/// A file added to the input directory between a SIGKILL and the rerun, one
+/// that sorts before the file being read: the rerun refuses the changed
+/// input (exit 2, naming the new file) and touches no output, instead of
+/// seeking into the wrong file; with the directory as it was, the job
+/// resumes exactly where it stood.
+#[test]
+fn a_file_added_to_the_input_before_a_rerun_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("in")).unwrap();
+    let (b, c) = (text(3_000, 41), text(3_000, 42));
+    write(dir, "in/b.txt", &b);
+    write(dir, "in/c.txt", &c);
+    write(dir, "job.toml", &checkpointed_wordcount(4_000, "").replace("path = \"in.txt\"", "path = \"in\""));
+    let mut run = Background::start(dir, "first", &["run", "job.toml"], &[]);
+    wait_until("two checkpoints", TIMEOUT, || run.exited() || newest_checkpoint(dir) >= 2);
+    assert!(!run.exited(), "the job ended too early: {}", run.finish().stderr);
+    run.kill();
+    // Longer than anything read so far, so an index-based position lands inside it.
+    write(dir, "in/a.txt", &text(10_000, 43));
+    let out = dir.join("out");
+    let before = committed_lines(&out);
+    let refused = weir(dir, &["run", "job.toml"]);
+    refused.expect_code(2).expect_stderr(&["input", "changed since the checkpoint", "added: a.txt"]);
+    assert_eq!(committed_lines(&out), before, "a refused restore must not touch the output");
+    std::fs::rename(dir.join("in/a.txt"), dir.join("a.txt")).unwrap();
+    run_to_end(dir).expect_stderr(&["restoring checkpoint"]);
+    assert_output_exact(dir, &format!("{b}{c}"));
+}

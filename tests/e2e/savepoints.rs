@@ -263,3 +263,38 @@ fn api_off_loopback_requires_a_token() {
     weir(dir, &["cancel", "--api", &addr, "--api-token", "s3cret"]).expect_code(0);
     run.finish().expect_code(3);
 }
+
+/// Records without a key on a `partition = "key"` edge are routed by their
+/// value, and `count` must keep its state under that same key: counted at
+/// parallelism 2, stopped with a savepoint and resumed at parallelism 1,
+/// every value's updates are exactly 1, 2, …, N (none lost in the rescale,
+/// none counted under an empty key).
+#[test]
+fn keyless_records_on_a_key_edge_keep_their_counts_across_a_rescale() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // One word per line: the source emits each as a record without a key.
+    let words: String = text(2_500, 39)
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("{}\n", w.to_lowercase()))
+        .collect();
+    write(dir, "in.txt", &words);
+    let counting = |p: u32, rate: u32| {
+        format!(
+            "[job]\nname = \"sp\"\n\n[sources.lines]\nkind = \"file\"\npath = \"in.txt\"\nrate = {rate}\n\n\
+             [operators.stats]\nbuiltin = \"count\"\ninput = \"lines\"\npartition = \"key\"\nparallelism = {p}\n\n\
+             [sinks.out]\nkind = \"file\"\npath = \"out\"\ninput = \"stats\"\nparallelism = 2\n\n\
+             [checkpoint]\ninterval = \"100ms\"\n"
+        )
+    };
+    write(dir, "p2.toml", &counting(2, SLOW));
+    write(dir, "p1.toml", &counting(1, 1_000_000));
+    let (mut run, addr) = start_with_api(dir, "p2", "p2.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 2);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    weir(dir, &["run", "p1.toml", "--from-savepoint", &savepoint])
+        .expect_code(0)
+        .expect_stderr(&["rescaling `stats` from 2 to 1"]);
+    assert_output_exact(dir, &words);
+}

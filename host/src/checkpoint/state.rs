@@ -33,9 +33,13 @@ impl TaskState {
 }
 
 /// A source's position: everything before it was emitted before the barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Bincode encodes a variant by its index: new variants go at the end, and
+/// none is ever reordered or removed, so older checkpoints keep decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourcePosition {
-    /// Byte `offset` into the subtask's `file`-th file.
+    /// Byte `offset` into the subtask's `file`-th file. Written by Weir
+    /// before [`FileAt`](Self::FileAt); still restored, by index.
     File {
         /// Index into the subtask's sorted file list.
         file: u64,
@@ -50,14 +54,60 @@ pub enum SourcePosition {
     /// The source was exhausted.
     Finished,
     /// Byte `offset` into the subtask's `split`-th byte range (a file source
-    /// with fewer files than subtasks cuts each file into ranges).
+    /// with fewer files than subtasks cuts each file into ranges). Written by
+    /// Weir before [`FileAt`](Self::FileAt); still restored, by index.
     FileRange {
         /// Index into the subtask's list of ranges.
         split: u64,
         /// Absolute offset in that range's file of the next unread line.
         offset: u64,
     },
+    /// Where a `file` source subtask stands, naming its file and the input
+    /// it was reading, so a restore can tell that it reads the same files.
+    FileAt(FilePosition),
 }
+
+/// A `file` source subtask's position by file name (see
+/// `connectors::file_source` for how a restore checks it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Whether the input was read as byte ranges (else as whole files).
+    pub ranged: bool,
+    /// The input the job read: a restore refuses any other.
+    pub input: InputListing,
+    /// The file being read, by its name in the input (relative to the
+    /// source's `path`); `None` once every file of the subtask's share is read.
+    pub file: Option<String>,
+    /// Offset in that file of the next unread line.
+    pub offset: u64,
+    /// XXH3-64 of the file's first `min(offset, 4 KiB)` bytes, to tell the
+    /// same file from another of the same name; `None` when this run had not
+    /// opened the file yet (nothing of it was read, so there is nothing to check).
+    pub head: Option<u64>,
+}
+
+/// Which files a `file` source reads: enough to tell that a restore sees
+/// the same input, small enough to store at every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InputListing {
+    /// Number of files.
+    pub files: u64,
+    /// XXH3-64 of the sorted names (and, for byte ranges, each file's
+    /// length, since the ranges depend on it).
+    pub hash: u64,
+    /// The sorted names, kept only while they are short (at most 4 KiB in
+    /// all) so a refused restore can say which files were added or removed;
+    /// empty otherwise. Not part of equality.
+    pub names: Vec<String>,
+}
+
+impl PartialEq for InputListing {
+    fn eq(&self, other: &Self) -> bool {
+        (self.files, self.hash) == (other.files, other.hash)
+    }
+}
+
+impl Eq for InputListing {}
 
 /// A Wasm operator's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +230,13 @@ mod tests {
             TaskState::Source(SourcePosition::File { file: 2, offset: 1 << 40 }),
             TaskState::Source(SourcePosition::Finished),
             TaskState::Source(SourcePosition::FileRange { split: 1, offset: 77 }),
+            TaskState::Source(SourcePosition::FileAt(FilePosition {
+                ranged: true,
+                input: InputListing { files: 2, hash: 99, names: vec!["a.txt".into(), "b.txt".into()] },
+                file: Some("b.txt".into()),
+                offset: 12,
+                head: Some(7),
+            })),
             TaskState::Operator(OperatorState {
                 finished: false,
                 guest: Some(GuestState {
@@ -209,6 +266,20 @@ mod tests {
         old.extend_from_slice(&[2, 1, 1, 3, b'a', b'b', b'c', 4]);
         let expected = SinkState { finished: true, pending: vec!["abc".into()], next_part: 4, dir: None };
         assert_eq!(decode(&old).unwrap(), TaskState::Sink(expected));
+    }
+
+    /// The variants before `FileAt` keep their bincode encoding (variant
+    /// index, then fields): checkpoints written by earlier versions decode.
+    #[test]
+    fn earlier_source_positions_keep_their_encoding() {
+        let encoded = |p: SourcePosition| encode(&TaskState::Source(p))[8..].to_vec();
+        // TaskState::Source = 0, then the SourcePosition variant, then varints.
+        assert_eq!(encoded(SourcePosition::File { file: 1, offset: 5 }), [0, 0, 1, 5]);
+        assert_eq!(encoded(SourcePosition::Generator { next: 3 }), [0, 1, 3]);
+        assert_eq!(encoded(SourcePosition::Finished), [0, 2]);
+        assert_eq!(encoded(SourcePosition::FileRange { split: 2, offset: 9 }), [0, 3, 2, 9]);
+        let old = [MAGIC.as_slice(), &1u16.to_le_bytes(), &[0, 0, 1, 5]].concat();
+        assert_eq!(decode(&old).unwrap(), TaskState::Source(SourcePosition::File { file: 1, offset: 5 }));
     }
 
     #[test]

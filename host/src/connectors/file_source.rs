@@ -8,39 +8,73 @@
 //! one big file is read by every subtask: a line belongs to the range
 //! holding its first byte (a range skips the partial line it starts in).
 //!
-//! Its checkpointed position is (split index, byte offset of the next
-//! unread line), so a restore seeks straight back to it; whole-file and
-//! range positions are distinct, so one is never read as the other.
+//! **Positions name files.** The checkpointed position
+//! ([`FilePosition`]) is the name of the file being read and the byte
+//! offset of its next unread line, plus what it takes to check that a
+//! restore reads the same input: a fingerprint of the listing (number of
+//! files and a hash of their names — and, for byte ranges, their lengths,
+//! which the ranges depend on) and a hash of the file's first bytes up to
+//! the offset (at most 4 KiB). A restore seeks straight back to the offset.
+//!
+//! **The input is fixed when the job starts.** A restore whose directory has
+//! other files than the checkpoint's — one added, removed or renamed — is
+//! refused before anything runs, naming the files when the listing is short
+//! enough to have been kept; so is a file shorter than its offset or whose
+//! first bytes changed. A new file is not read in part or in full: a job
+//! that had already finished would never read it either (its sources are
+//! done), so one rule holds for both — new files are input for another job
+//! (or `--fresh`). Positions written before names (index-based
+//! [`SourcePosition::File`] / [`SourcePosition::FileRange`]) still restore,
+//! by index, checked only against the file's length.
+//!
+//! All I/O is on the subtask's own thread: listing and `stat` in
+//! [`FileSource::new`], reads in `next_batch`, one open and a 4 KiB read
+//! per file (and on restore, to check it).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use weir_sdk::frame;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::pacer::Pacer;
 use super::{Source, SourceStatus};
 use crate::Error;
-use crate::checkpoint::state::SourcePosition;
+use crate::checkpoint::state::{FilePosition, InputListing, SourcePosition};
+
+/// Bytes at the start of a file that a position's `head` hash covers.
+const HEAD: usize = 4096;
+
+/// Longest listing (names in bytes) kept in positions for messages.
+const NAMES_KEPT: usize = 4096;
 
 /// A byte range of one file: the lines whose first byte lies in `start..end`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Split {
     path: PathBuf,
+    /// The file's name in the input (what positions record).
+    name: String,
     start: u64,
     end: u64,
 }
 
 /// Reads lines of this subtask's splits.
 pub struct FileSource {
+    /// The source's `path` (for messages).
+    root: PathBuf,
     splits: Vec<Split>,
     /// Whether the splits are byte ranges (else whole files).
     ranged: bool,
+    /// The whole input (every subtask's files), as positions record it.
+    input: InputListing,
     /// Index of the split `reader` reads (or the next to open).
     split: usize,
     /// Offset in that split's file of the next unread line.
     offset: u64,
     reader: Option<BufReader<File>>,
+    /// The first bytes (at most [`HEAD`]) of the file `reader` reads.
+    head: Vec<u8>,
     line: Vec<u8>,
     pacer: Pacer,
 }
@@ -53,34 +87,45 @@ impl FileSource {
     pub fn new(path: &Path, subtask: u32, parallelism: u32, rate: Option<f64>) -> Result<Self, Error> {
         let files = list_files(path)?;
         let ranged = files.len() < parallelism as usize;
-        let splits = if ranged {
+        let mut all = Vec::with_capacity(files.len());
+        for path in files {
+            let name = path.file_name().map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy()).into_owned();
+            let len = if ranged {
+                std::fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("file source: cannot stat {}", path.display()), e))?
+                    .len()
+            } else {
+                0
+            };
+            all.push((Split { path, name, start: 0, end: u64::MAX }, len));
+        }
+        let input = listing(&all, ranged);
+        let splits: Vec<Split> = if ranged {
             let (i, p) = (u64::from(subtask), u64::from(parallelism));
-            files
-                .into_iter()
-                .map(|path| {
-                    let len = std::fs::metadata(&path)
-                        .map_err(|e| Error::io(format!("file source: cannot stat {}", path.display()), e))?
-                        .len();
+            all.into_iter()
+                .map(|(split, len)| {
                     // u128: no overflow for any file size times any parallelism.
                     let cut = |k: u64| (u128::from(len) * u128::from(k) / u128::from(p)) as u64;
-                    Ok(Split { path, start: cut(i), end: cut(i + 1) })
+                    Split { start: cut(i), end: cut(i + 1), ..split }
                 })
-                .collect::<Result<Vec<_>, Error>>()?
+                .collect()
         } else {
-            files
-                .into_iter()
+            all.into_iter()
                 .enumerate()
                 .filter(|(i, _)| *i as u32 % parallelism == subtask)
-                .map(|(_, path)| Split { path, start: 0, end: u64::MAX })
+                .map(|(_, (split, _))| split)
                 .collect()
         };
         let offset = splits.first().map_or(0, |s| s.start);
         Ok(Self {
+            root: path.to_path_buf(),
             splits,
             ranged,
+            input,
             split: 0,
             offset,
             reader: None,
+            head: Vec::new(),
             line: Vec::new(),
             pacer: Pacer::new(rate, parallelism),
         })
@@ -95,7 +140,7 @@ impl FileSource {
         if self.offset > 0 {
             let len = file.metadata().map_err(|e| Error::io(context("stat"), e))?.len();
             if len < self.offset {
-                return Err(Error::Corrupt(format!(
+                return Err(Error::InvalidJob(format!(
                     "file source: {} has {len} bytes, but the checkpoint resumes it at byte {}; \
                      the input changed since the checkpoint (start over with --fresh)",
                     path.display(),
@@ -103,13 +148,13 @@ impl FileSource {
                 )));
             }
         }
+        self.head.clear();
+        (&mut file).take(HEAD as u64).read_to_end(&mut self.head).map_err(|e| Error::io(context("read"), e))?;
         // A range that starts mid-file skips the line that began before it
         // (read from the byte before: a `\n` there means no partial line).
         let skip = self.offset == split.start && split.start > 0;
         let at = if skip { self.offset - 1 } else { self.offset };
-        if at > 0 {
-            file.seek(SeekFrom::Start(at)).map_err(|e| Error::io(context("seek in"), e))?;
-        }
+        file.seek(SeekFrom::Start(at)).map_err(|e| Error::io(context("seek in"), e))?;
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         if skip {
             let n = reader.skip_until(b'\n').map_err(|e| Error::io(context("read"), e))?;
@@ -124,6 +169,118 @@ impl FileSource {
         self.reader = None;
         self.split += 1;
         self.offset = self.splits.get(self.split).map_or(0, |s| s.start);
+    }
+
+    /// The hash of the open file's bytes before `offset` (at most [`HEAD`]).
+    fn head_hash(&self) -> Option<u64> {
+        self.reader.as_ref()?;
+        let n = usize::try_from(self.offset).unwrap_or(usize::MAX).min(self.head.len());
+        Some(xxh3_64(&self.head[..n]))
+    }
+
+    /// Restores a position that names its file.
+    fn restore_named(&mut self, position: FilePosition) -> Result<(), Error> {
+        self.check_mode(position.ranged)?;
+        if position.input != self.input {
+            return Err(self.input_changed(&position.input));
+        }
+        let split = match &position.file {
+            None => self.splits.len(),
+            Some(name) => self.splits.iter().position(|s| s.name == *name).ok_or_else(|| {
+                Error::InvalidJob(format!(
+                    "file source: the checkpoint was reading {name}, which is not in this subtask's share of {}; \
+                     restore with the parallelism it was taken with",
+                    self.root.display()
+                ))
+            })?,
+        };
+        self.resume(split, position.offset)?;
+        let Some(expected) = position.head else { return Ok(()) };
+        if self.head_hash() != Some(expected) {
+            return Err(Error::InvalidJob(format!(
+                "file source: {} is not the file the checkpoint read: its first bytes changed since; \
+                 the input must stay as it was while a job reads it (start over with --fresh)",
+                self.splits[split].path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Restores a position written before positions named files: by index.
+    fn restore_indexed(&mut self, ranged: bool, split: u64, offset: u64) -> Result<(), Error> {
+        self.check_mode(ranged)?;
+        self.resume(usize::try_from(split).unwrap_or(usize::MAX), offset)
+    }
+
+    /// Refuses a position taken while the input was read the other way.
+    fn check_mode(&self, ranged: bool) -> Result<(), Error> {
+        if ranged == self.ranged {
+            return Ok(());
+        }
+        Err(Error::InvalidJob(format!(
+            "file source: the checkpoint read its input as {}, but with this parallelism and these \
+             files it is read as {}; restore with the parallelism and input it was taken with",
+            if self.ranged { "whole files" } else { "byte ranges of files" },
+            if self.ranged { "byte ranges" } else { "whole files" },
+        )))
+    }
+
+    /// Seeks to `offset` in split `split` (opening it now, so a file that
+    /// no longer fits fails the start, not a read later).
+    fn resume(&mut self, split: usize, offset: u64) -> Result<(), Error> {
+        if split > self.splits.len() || self.splits.get(split).is_some_and(|s| offset < s.start) {
+            return Err(Error::InvalidJob(format!(
+                "file source: the checkpoint's position (split {split}, byte {offset}) is not in this subtask's \
+                 share of the input; restore with the parallelism and input it was taken with"
+            )));
+        }
+        self.reader = None;
+        (self.split, self.offset) = (split, offset);
+        self.open()?;
+        Ok(())
+    }
+
+    /// The error for a restore onto other files than the checkpoint's.
+    fn input_changed(&self, then: &InputListing) -> Error {
+        let (was, now) = (&then.names, &self.input.names);
+        let diff = if was.is_empty() || now.is_empty() {
+            String::new()
+        } else {
+            let added: Vec<&str> = now.iter().filter(|n| !was.contains(n)).map(String::as_str).collect();
+            let removed: Vec<&str> = was.iter().filter(|n| !now.contains(n)).map(String::as_str).collect();
+            let list = |what: &str, names: &[&str]| {
+                if names.is_empty() { String::new() } else { format!("; {what}: {}", names.join(", ")) }
+            };
+            let resized = if added.is_empty() && removed.is_empty() { "; a file's length changed" } else { "" };
+            format!("{}{}{resized}", list("added", &added), list("removed", &removed))
+        };
+        Error::InvalidJob(format!(
+            "file source: the input {} changed since the checkpoint ({} file(s) then, {} now{diff}). A job reads the \
+             files it started with: a restore does not pick up added files nor skip removed ones. Put the input \
+             back as it was (run new files as a job of their own), or start over with --fresh",
+            self.root.display(),
+            then.files,
+            self.input.files,
+        ))
+    }
+}
+
+/// The listing fingerprint of `files` (sorted, with their lengths when
+/// `ranged`).
+fn listing(files: &[(Split, u64)], ranged: bool) -> InputListing {
+    let mut hash = Xxh3::new();
+    for (split, len) in files {
+        hash.update(split.name.as_bytes());
+        hash.update(&[0]);
+        if ranged {
+            hash.update(&len.to_le_bytes());
+        }
+    }
+    let short = files.iter().map(|(s, _)| s.name.len()).sum::<usize>() <= NAMES_KEPT;
+    InputListing {
+        files: files.len() as u64,
+        hash: hash.digest(),
+        names: if short { files.iter().map(|(s, _)| s.name.clone()).collect() } else { Vec::new() },
     }
 }
 
@@ -180,38 +337,22 @@ impl Source for FileSource {
     }
 
     fn position(&self) -> SourcePosition {
-        let (split, offset) = (self.split as u64, self.offset);
-        if self.ranged {
-            SourcePosition::FileRange { split, offset }
-        } else {
-            SourcePosition::File { file: split, offset }
-        }
+        SourcePosition::FileAt(FilePosition {
+            ranged: self.ranged,
+            input: self.input.clone(),
+            file: self.splits.get(self.split).map(|s| s.name.clone()),
+            offset: self.offset,
+            head: self.head_hash(),
+        })
     }
 
     fn restore(&mut self, position: SourcePosition) -> Result<(), Error> {
-        let (split, offset) = match position {
-            SourcePosition::File { file, offset } if !self.ranged => (file, offset),
-            SourcePosition::FileRange { split, offset } if self.ranged => (split, offset),
-            SourcePosition::File { .. } | SourcePosition::FileRange { .. } => {
-                return Err(Error::Corrupt(format!(
-                    "file source: the checkpoint read its input as {}, but with this parallelism and these \
-                     files it is read as {}; restore with the parallelism and input it was taken with",
-                    if self.ranged { "whole files" } else { "byte ranges of files" },
-                    if self.ranged { "byte ranges" } else { "whole files" },
-                )));
-            }
-            other => return Err(Error::Corrupt(format!("file source: cannot resume from {other:?}"))),
-        };
-        let split = usize::try_from(split).unwrap_or(usize::MAX);
-        if split > self.splits.len() || self.splits.get(split).is_some_and(|s| offset < s.start) {
-            return Err(Error::Corrupt(format!(
-                "file source: the checkpoint's position (split {split}, byte {offset}) is not in this subtask's \
-                 share of the input; restore with the parallelism and input it was taken with"
-            )));
+        match position {
+            SourcePosition::FileAt(position) => self.restore_named(position),
+            SourcePosition::File { file, offset } => self.restore_indexed(false, file, offset),
+            SourcePosition::FileRange { split, offset } => self.restore_indexed(true, split, offset),
+            other => Err(Error::Corrupt(format!("file source: cannot resume from {other:?}"))),
         }
-        self.reader = None;
-        (self.split, self.offset) = (split, offset);
-        Ok(())
     }
 }
 
@@ -287,13 +428,35 @@ mod tests {
         let mut buf = Vec::new();
         second.next_batch(&mut buf, 3).unwrap();
         let position = second.position();
-        assert!(matches!(position, SourcePosition::FileRange { split: 0, .. }), "{position:?}");
+        let SourcePosition::FileAt(at) = &position else { panic!("{position:?}") };
+        assert_eq!((at.ranged, at.file.as_deref()), (true, Some("in.txt")));
         let mut resumed = FileSource::new(&path, 1, 2, None).unwrap();
-        resumed.restore(position).unwrap();
+        resumed.restore(position.clone()).unwrap();
         assert_eq!(read_all(&mut resumed), all[3..]);
+        // The index-based position of earlier versions still restores.
+        let SourcePosition::FileAt(FilePosition { offset, .. }) = position else { unreachable!() };
+        let mut legacy = FileSource::new(&path, 1, 2, None).unwrap();
+        legacy.restore(SourcePosition::FileRange { split: 0, offset }).unwrap();
+        assert_eq!(read_all(&mut legacy), all[3..]);
         let mut ranged = FileSource::new(&path, 0, 2, None).unwrap();
         let err = ranged.restore(SourcePosition::File { file: 0, offset: 0 }).unwrap_err();
         assert!(err.to_string().contains("read its input as whole files"), "{err}");
+        // Byte ranges depend on the file's length: a longer file is other input.
+        std::fs::write(&path, format!("{text}more\n")).unwrap();
+        let mut grown = FileSource::new(&path, 1, 2, None).unwrap();
+        let err = grown.restore(second.position()).unwrap_err();
+        assert!(err.to_string().contains("a file's length changed"), "{err}");
+    }
+
+    /// Reads `n` lines (in batches of at most 4) and returns the position after them.
+    fn position_after(src: &mut FileSource, n: usize) -> SourcePosition {
+        let mut buf = Vec::new();
+        let mut read = 0;
+        while read < n {
+            src.next_batch(&mut buf, (n - read).min(4)).unwrap();
+            read = frame::read(&buf).count();
+        }
+        src.position()
     }
 
     #[test]
@@ -301,19 +464,76 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "one\ntwo\nthree\n").unwrap();
         std::fs::write(dir.path().join("b.txt"), "four\nfive\n").unwrap();
-        let mut first = FileSource::new(dir.path(), 0, 1, None).unwrap();
-        let mut buf = Vec::new();
-        first.next_batch(&mut buf, 4).unwrap();
-        let position = first.position();
-        assert_eq!(position, SourcePosition::File { file: 1, offset: 5 });
+        let position = position_after(&mut FileSource::new(dir.path(), 0, 1, None).unwrap(), 4);
+        let SourcePosition::FileAt(at) = &position else { panic!("{position:?}") };
+        assert_eq!((at.file.as_deref(), at.offset, at.input.files), (Some("b.txt"), 5, 2));
         let mut resumed = FileSource::new(dir.path(), 0, 1, None).unwrap();
-        resumed.restore(position).unwrap();
+        resumed.restore(position.clone()).unwrap();
         assert_eq!(read_all(&mut resumed), ["five"]);
-        // A file shorter than the checkpointed offset is an error, not silent data loss.
+        // An index-based position (earlier versions) restores while the files are the same.
+        let mut legacy = FileSource::new(dir.path(), 0, 1, None).unwrap();
+        legacy.restore(SourcePosition::File { file: 1, offset: 5 }).unwrap();
+        assert_eq!(read_all(&mut legacy), ["five"]);
+        // A file shorter than the checkpointed offset fails the restore, not a read later.
         std::fs::write(dir.path().join("b.txt"), "4\n").unwrap();
-        let mut shrunk = FileSource::new(dir.path(), 0, 1, None).unwrap();
-        shrunk.restore(position).unwrap();
-        let err = shrunk.next_batch(&mut Vec::new(), 4).unwrap_err();
+        let err = FileSource::new(dir.path(), 0, 1, None).unwrap().restore(position.clone()).unwrap_err();
         assert!(err.to_string().contains("input changed since the checkpoint"), "{err}");
+        // Another file of the same name and length: its first bytes tell.
+        std::fs::write(dir.path().join("b.txt"), "FOUR\nfive\n").unwrap();
+        let err = FileSource::new(dir.path(), 0, 1, None).unwrap().restore(position).unwrap_err();
+        assert!(err.to_string().contains("is not the file the checkpoint read"), "{err}");
+        assert!(matches!(err, Error::InvalidJob(_)), "a changed input is the user's to fix (exit 2): {err:?}");
+    }
+
+    /// The issue's case: a position in `b.txt`, then `a.txt` (sorting
+    /// first) is added. The restore is refused, naming the new file; with
+    /// it gone again the lines read are exactly the rest of `b.txt` and `c.txt`.
+    #[test]
+    fn a_file_added_before_the_position_is_refused_then_the_rest_is_read_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.txt"), "b1\nb2\nb3\n").unwrap();
+        std::fs::write(dir.path().join("c.txt"), "c1\nc2\n").unwrap();
+        let position = position_after(&mut FileSource::new(dir.path(), 0, 1, None).unwrap(), 2);
+        std::fs::write(dir.path().join("a.txt"), "a1\na2\na3\na4\na5\n").unwrap();
+        let err = FileSource::new(dir.path(), 0, 1, None).unwrap().restore(position.clone()).unwrap_err();
+        let message = err.to_string();
+        for needle in ["changed since the checkpoint", "2 file(s) then, 3 now", "added: a.txt", "--fresh"] {
+            assert!(message.contains(needle), "{needle:?} missing from: {message}");
+        }
+        std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+        let mut resumed = FileSource::new(dir.path(), 0, 1, None).unwrap();
+        resumed.restore(position.clone()).unwrap();
+        assert_eq!(read_all(&mut resumed), ["b3", "c1", "c2"]);
+        // Renamed or removed files are refused the same way.
+        std::fs::rename(dir.path().join("c.txt"), dir.path().join("d.txt")).unwrap();
+        let err = FileSource::new(dir.path(), 0, 1, None).unwrap().restore(position).unwrap_err();
+        assert!(err.to_string().contains("added: d.txt; removed: c.txt"), "{err}");
+    }
+
+    /// With several subtasks each position names a file of its own share;
+    /// a position of another share (another parallelism) is refused.
+    #[test]
+    fn whole_file_positions_restore_per_subtask_and_refuse_another_share() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(dir.path().join(format!("{name}.txt")), format!("{name}1\n{name}2\n")).unwrap();
+        }
+        let mut second = FileSource::new(dir.path(), 1, 2, None).unwrap();
+        let position = position_after(&mut second, 3);
+        let SourcePosition::FileAt(at) = &position else { panic!("{position:?}") };
+        assert_eq!(at.file.as_deref(), Some("d.txt"));
+        let mut resumed = FileSource::new(dir.path(), 1, 2, None).unwrap();
+        resumed.restore(position.clone()).unwrap();
+        assert_eq!(read_all(&mut resumed), ["d2"]);
+        let err = FileSource::new(dir.path(), 0, 2, None).unwrap().restore(position).unwrap_err();
+        assert!(err.to_string().contains("not in this subtask's share"), "{err}");
+        // Past the last file: nothing left, and that restores too.
+        let mut first = FileSource::new(dir.path(), 0, 2, None).unwrap();
+        assert_eq!(read_all(&mut first), ["a1", "a2", "c1", "c2"]);
+        let done = first.position();
+        assert!(matches!(&done, SourcePosition::FileAt(FilePosition { file: None, .. })), "{done:?}");
+        let mut finished = FileSource::new(dir.path(), 0, 2, None).unwrap();
+        finished.restore(done).unwrap();
+        assert!(read_all(&mut finished).is_empty());
     }
 }

@@ -2,6 +2,13 @@
 //! of every outgoing edge (forward, by key group, round-robin or broadcast),
 //! buffering per target, and sending full batches. Sending blocks when the
 //! target's channel is full: that is the backpressure.
+//!
+//! **Invariant: on a `key` edge, the key the host routes by is the key the
+//! receiving operator sees.** A record without a key is routed by its value,
+//! so it is sent on with its value as its key ([`Outputs::emit`]); keyed
+//! state (stored by record key, snapshotted per key group) then always sits
+//! in the key group the record was routed to, and a rescale, which moves
+//! whole key groups, moves it with its records.
 
 use std::sync::Arc;
 
@@ -55,8 +62,27 @@ impl EdgeOutput {
     }
 
     fn push(&mut self, target: usize, raw: &[u8], batch_size: usize) -> Result<(), Cancelled> {
+        self.buffers[target].bytes.extend_from_slice(raw);
+        self.pushed(target, batch_size)
+    }
+
+    /// Pushes a keyless record to `target` with its value as its key: its
+    /// routing key (see the module doc). The one re-encoding on the routing
+    /// path, paid only by keyless records on `key` edges (the value is copied
+    /// twice instead of once); keyed records are still copied as they are.
+    fn push_keyed_by_value(
+        &mut self,
+        target: usize,
+        rec: &frame::RecordRef<'_>,
+        batch_size: usize,
+    ) -> Result<(), Cancelled> {
+        frame::write(&mut self.buffers[target].bytes, Some(rec.value), rec.timestamp, rec.value);
+        self.pushed(target, batch_size)
+    }
+
+    /// Counts a record just added to `target`'s buffer; sends it when full.
+    fn pushed(&mut self, target: usize, batch_size: usize) -> Result<(), Cancelled> {
         let buf = &mut self.buffers[target];
-        buf.bytes.extend_from_slice(raw);
         buf.records += 1;
         if buf.records >= batch_size {
             self.send(target)?;
@@ -135,7 +161,9 @@ impl Outputs {
             let raw = &batch[start..reader.offset()];
             count += 1;
             for edge in &mut self.edges {
+                let by_value = rec.key.is_none() && edge.partition == Partition::Key;
                 match edge.route(rec.key, rec.value) {
+                    Route::One(t) if by_value => edge.push_keyed_by_value(t, &rec, self.batch_size)?,
                     Route::One(t) => edge.push(t, raw, self.batch_size)?,
                     Route::All => (0..edge.targets.len()).try_for_each(|t| edge.push(t, raw, self.batch_size))?,
                 }
@@ -215,6 +243,48 @@ mod tests {
                 assert_eq!(keygroup::subtask_for_key_group(g, 4, 128) as usize, subtask);
             }
         }
+    }
+
+    /// A record without a key on a key edge arrives keyed by its value —
+    /// the key it was routed by — even to a single subtask (whose state must
+    /// still be keyed right for a later rescale); other edges pass it as it is.
+    #[test]
+    fn keyless_records_on_a_key_edge_get_their_routing_key() {
+        let mut keyless = Vec::new();
+        for v in ["a", "b", "c", "a"] {
+            frame::write(&mut keyless, None, Some(5), v.as_bytes());
+        }
+        frame::write(&mut keyless, Some(b"k"), None, b"keyed");
+        for n in [1, 3] {
+            let (mut out, rxs) = outputs(Partition::Key, n);
+            out.emit(&keyless, || ("t".into(), 0)).unwrap();
+            out.flush().unwrap();
+            let mut got = Vec::new();
+            for (subtask, rx) in rxs.iter().enumerate() {
+                while let Ok(Message::Batch(b)) = rx.try_recv() {
+                    for r in frame::read(&b.bytes) {
+                        let r = r.unwrap();
+                        let key = r.key.expect("every record on a key edge has a key");
+                        let g = keygroup::key_group(key, 128);
+                        assert_eq!(keygroup::subtask_for_key_group(g, n as u32, 128) as usize, subtask);
+                        got.push((key.to_vec(), r.value.to_vec(), r.timestamp));
+                    }
+                }
+            }
+            got.sort();
+            let rec = |k: &[u8], v: &[u8], t| (k.to_vec(), v.to_vec(), t);
+            let want = [rec(b"a", b"a", Some(5)), rec(b"a", b"a", Some(5)), rec(b"b", b"b", Some(5))];
+            assert_eq!(got[..3], want, "n = {n}");
+            assert_eq!(got[3..], [rec(b"c", b"c", Some(5)), rec(b"k", b"keyed", None)], "n = {n}");
+        }
+        let (mut out, rxs) = outputs(Partition::Rebalance, 1);
+        out.emit(&keyless, || ("t".into(), 0)).unwrap();
+        out.flush().unwrap();
+        let mut sent = Vec::new();
+        while let Ok(Message::Batch(b)) = rxs[0].try_recv() {
+            sent.extend_from_slice(&b.bytes);
+        }
+        assert_eq!(sent, keyless, "other edges forward records unchanged");
     }
 
     #[test]

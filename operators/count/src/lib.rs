@@ -2,16 +2,27 @@
 //! key's count and emits the new count as `{"key":"<key>","count":<n>}`,
 //! keyed by the same key.
 //!
-//! State: one `u64` per key, in [`KeyedState`], so counts survive failures
-//! and follow their key groups when the operator is rescaled.
+//! State: one `u64` per key, in the [`KeyedState`] named `counts`, so counts
+//! survive failures and follow their key groups when the operator is
+//! rescaled. State version 2 is the named one; version 1 (written before
+//! keyed state had names) is the unnamed namespace, read through the alias
+//! `""`. Run it behind
+//! a `partition = "key"` edge: there every record has a key (the host keys
+//! a keyless record by its value, the key it routes it by), so a count
+//! always sits in the key group its records go to.
 
 use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
 
-#[derive(Default)]
 struct Count {
     counts: KeyedState<u64>,
     /// The output line being built (reused: no allocation per record).
     line: Vec<u8>,
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Self { counts: KeyedState::named("counts").alias(""), line: Vec::new() }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -22,6 +33,7 @@ struct Update<'a> {
 
 impl Operator for Count {
     type In<'a> = &'a [u8];
+    const STATE_VERSION: u32 = 2;
 
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         let key = rec.key.unwrap_or_default();

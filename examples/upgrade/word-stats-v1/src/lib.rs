@@ -1,11 +1,17 @@
-//! `word-stats` v1: counts words. State: one `u64` per word (state version 1).
-//! Emits `{"key":"<word>","count":<n>}` for every word it sees.
+//! `word-stats` v1: counts words. State: one `u64` per word, the keyed state
+//! named `counts` (state version 1). Emits `{"key":"<word>","count":<n>}`
+//! for every word it sees.
 
 use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
 
-#[derive(Default)]
 struct WordStats {
     counts: KeyedState<u64>,
+}
+
+impl Default for WordStats {
+    fn default() -> Self {
+        Self { counts: KeyedState::named("counts") }
+    }
 }
 
 #[derive(serde::Serialize)]

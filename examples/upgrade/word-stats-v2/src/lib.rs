@@ -1,7 +1,9 @@
 //! `word-stats` v2: counts words and remembers which version of the operator
-//! first saw each one. State: a [`Stats`] struct per word (state version 2).
-//! Restoring version-1 state (a bare count per word) migrates it: those
-//! words were first seen by v1. Emits `{"key":"<word>","count":<n>,"since":<version>}`.
+//! first saw each one. State: a [`Stats`] struct per word, the keyed state
+//! named `stats` (state version 2). Restoring version-1 state (a bare count
+//! per word, named `counts`: v2 renamed it, so it keeps the old name as an
+//! alias) migrates it: those words were first seen by v1. Emits
+//! `{"key":"<word>","count":<n>,"since":<version>}`.
 
 use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
 
@@ -13,9 +15,14 @@ struct Stats {
     since: u32,
 }
 
-#[derive(Default)]
 struct WordStats {
     stats: KeyedState<Stats>,
+}
+
+impl Default for WordStats {
+    fn default() -> Self {
+        Self { stats: KeyedState::named("stats").alias("counts") }
+    }
 }
 
 #[derive(serde::Serialize)]
