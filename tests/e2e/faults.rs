@@ -310,6 +310,40 @@ fn rerunning_a_finished_job_writes_no_new_checkpoint() {
     assert_output_exact(dir, &text);
 }
 
+/// A seeded 20-kill soak on a real S3 server (`s3s-fs`): SIGKILL at a
+/// random moment, rerun, twenty times, then run to the end. The output is
+/// exactly-once, retention holds, and no run was refused as a live owner
+/// (a killed run's ownership passes at once on the same host).
+#[test]
+fn twenty_kills_on_s3_are_exactly_once() {
+    let server = weir_tests::S3Server::start(&["soak"]);
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (tmp, text) = with_input(60_000, 111);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(10_000, "[checkpoint]\ninterval = \"50ms\"\nstore = \"s3://soak/ckpt\"\n"));
+    let mut rng = Rng::from_env_or_time();
+    let mut kills = 0;
+    for round in 0..20 {
+        let mut run = Background::start(dir, &format!("run{round}"), &["run", "job.toml", "--no-api"], &env);
+        let _ = wait_until_or_exit(&mut run, 50 + rng.below(400));
+        if run.exited() {
+            run.finish().expect_code(0);
+            break;
+        }
+        let killed = run.kill();
+        assert!(!killed.stderr.contains("already running"), "round {round}: {}", killed.stderr);
+        kills += 1;
+    }
+    assert!(kills >= 10, "the job finished after only {kills} kills");
+    eprintln!("{kills} kills");
+    let last = crate::weir_env(dir, &["run", "job.toml", "--no-api"], &env);
+    last.expect_code(0);
+    assert_output_exact(dir, &text);
+    let kept = complete_checkpoints(&server.root.path().join("soak/ckpt/f"));
+    assert!((1..=3).contains(&kept.len()), "after {kills} kills, complete checkpoints kept: {kept:?}");
+}
+
 /// Seeded random sequences of runs, SIGKILLs, savepoints, stops with a
 /// savepoint (resumed from, sometimes at another parallelism) and injected
 /// storage faults (failed, lost and slow puts; failing reads) against one
