@@ -15,36 +15,7 @@ use crate::{Background, TIMEOUT, assert_output_exact, weir, with_input, write};
 /// `lines` (file `in.txt`, `rate` lines/s) → `tokenize` ×2 → keyed `count`
 /// ×2 → file sink `out/` ×2, job `f`, plus `tail` (e.g. `[checkpoint]`).
 fn wordcount(rate: u32, tail: &str) -> String {
-    format!(
-        r#"
-[job]
-name = "f"
-
-[sources.lines]
-kind = "file"
-path = "in.txt"
-rate = {rate}
-
-[operators.tokenize]
-builtin = "tokenize"
-input = "lines"
-parallelism = 2
-
-[operators.count]
-builtin = "count"
-input = "tokenize"
-partition = "key"
-parallelism = 2
-
-[sinks.out]
-kind = "file"
-path = "out"
-input = "count"
-parallelism = 2
-
-{tail}
-"#
-    )
+    crate::recovery::wordcount_behind("", rate, tail).replace("name = \"wc\"", "name = \"f\"")
 }
 
 const CHECKPOINTS: &str = "[checkpoint]\ninterval = \"100ms\"\n";

@@ -23,7 +23,7 @@ fn checkpointed_wordcount(rate: u32, extra: &str) -> String {
 /// As [`checkpointed_wordcount`], with an operator `first` (a TOML table
 /// `[operators.first]` without its `input`, or "" for none) between the
 /// source and `tokenize`, and `tail` (whole tables) appended.
-fn wordcount_behind(first: &str, rate: u32, tail: &str) -> String {
+pub fn wordcount_behind(first: &str, rate: u32, tail: &str) -> String {
     let (first, tokenize_input) =
         if first.is_empty() { (String::new(), "lines") } else { (format!("{first}\ninput = \"lines\"\n"), "first") };
     format!(

@@ -192,16 +192,19 @@ impl Sim {
         self.savepoint_dirs.get(&id).copied().unwrap_or(Dir::Checkpoint(id))
     }
 
-    fn newest_complete_checkpoint(&self) -> Option<u64> {
-        let ids: BTreeSet<u64> = self
-            .store
+    /// Ids of every checkpoint directory in the store (as a listing shows them).
+    fn checkpoint_ids(&self) -> BTreeSet<u64> {
+        self.store
             .keys()
             .filter_map(|(d, _)| match d {
                 Dir::Checkpoint(id) => Some(*id),
                 Dir::Savepoint(..) => None,
             })
-            .collect();
-        ids.into_iter().rev().find(|&id| self.complete(Dir::Checkpoint(id)))
+            .collect()
+    }
+
+    fn newest_complete_checkpoint(&self) -> Option<u64> {
+        self.checkpoint_ids().into_iter().rev().find(|&id| self.complete(Dir::Checkpoint(id)))
     }
 
     fn perform(&mut self, actions: Vec<Action>) {
@@ -338,24 +341,15 @@ impl Sim {
         if let Some(sp) = from_savepoint {
             // The run writes the savepoint's state as its first checkpoint
             // (`restore::write_restore_point`), after every id it knows.
-            let last = self.store.keys().filter_map(|(d, _)| match d {
-                Dir::Checkpoint(id) => Some(*id),
-                Dir::Savepoint(..) => None,
-            });
-            let id = last.chain(self.markers.iter().copied()).chain([sp]).max().unwrap_or(0) + 1;
+            let id =
+                self.checkpoint_ids().into_iter().chain(self.markers.iter().copied()).chain([sp]).max().unwrap_or(0)
+                    + 1;
             for key in self.keys() {
                 self.store.insert((Dir::Checkpoint(id), Obj::State(key)), self.run);
             }
             self.store.insert((Dir::Checkpoint(id), Obj::Manifest), self.run);
         }
-        let ids: BTreeSet<u64> = self
-            .store
-            .keys()
-            .filter_map(|(d, _)| match d {
-                Dir::Checkpoint(id) => Some(*id),
-                Dir::Savepoint(..) => None,
-            })
-            .collect();
+        let ids = self.checkpoint_ids();
         let mut next_id = ids.last().max(self.markers.last()).map_or(1, |l| l + 1);
         if let Some(m) = memory {
             next_id = next_id.max(m + 1);
