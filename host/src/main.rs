@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             let error = e.downcast_ref::<weir_host::Error>();
             if matches!(error, Some(weir_host::Error::Cancelled)) {
                 return ExitCode::from(3);
@@ -207,6 +207,19 @@ fn main() -> ExitCode {
             ExitCode::from(if error.is_some_and(weir_host::Error::is_invalid_input) { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: storage errors repeat their
+/// source in their own message, and a chain would say it again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {

@@ -314,6 +314,7 @@ impl Coordinator {
             follow_ups: VecDeque::new(),
         };
         let mut requests = self.requests.clone();
+        let mut lease_checked = Instant::now();
         loop {
             let input = select! {
                 recv(self.events) -> ev => match ev {
@@ -352,6 +353,11 @@ impl Coordinator {
                 default(Duration::from_millis(20)) => Input::Tick,
             };
             d.follow_ups.push_back(input);
+            if lease_checked.elapsed() >= super::lease::CHECK_EVERY {
+                // Taken over? Stop promptly, not only at the next checkpoint.
+                lease_checked = Instant::now();
+                self.check_lease()?;
+            }
             if (self.cancelled)() {
                 d.follow_ups.push_back(Input::Cancelled);
             }

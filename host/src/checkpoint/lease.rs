@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::paths::MAX_ID;
 use super::storage::Storage;
 use crate::Error;
 
@@ -94,6 +95,7 @@ impl Lease {
     pub fn acquire(storage: Arc<Storage>, takeover: bool) -> Result<Arc<Self>, Error> {
         let owners = storage.list_job()?.owners;
         let newest = owners.last().copied();
+        let mut fenced: Option<Owner> = None;
         if let Some(epoch) = newest {
             let path = storage.paths().owner(epoch);
             let owner = match storage.get(&path) {
@@ -118,19 +120,25 @@ impl Lease {
                         storage.paths().job(),
                         owner.describe()
                     );
+                    fenced = Some(owner);
                 }
                 Some(_) => {}
                 None => tracing::warn!("ownership record {} is unreadable; taking the job", storage.location(&path)),
             }
         }
-        let epoch = newest.map_or(1, |e| e.saturating_add(1));
+        let epoch = newest.map_or(1, |e| e + 1);
+        if epoch >= MAX_ID {
+            return Err(Error::Corrupt(format!(
+                "ownership record {} has epoch {}, the highest Weir uses: it was not written by Weir; remove it",
+                storage.location(&storage.paths().owner(epoch - 1)),
+                epoch - 1
+            )));
+        }
         let record = serde_json::to_vec_pretty(&Owner::this_process(epoch))
             .map_err(|e| Error::Internal(format!("ownership record: {e}")))?;
         let path = storage.paths().owner(epoch);
-        match storage.put_new(&path, record.clone()) {
+        match put_patiently(&storage, &path, &record) {
             Ok(()) => {}
-            // The put failed, but may have been written (a lost acknowledgement): ours if it says so.
-            Err(_) if storage.get(&path).is_ok_and(|b| b == record) => {}
             Err(Error::Storage { source, .. })
                 if matches!(
                     *source,
@@ -151,6 +159,9 @@ impl Lease {
             let _ = storage.delete_objects(&storage.paths().owners(), &stale);
         }
         tracing::debug!("job `{}`: this run owns epoch {epoch}", storage.paths().job());
+        if let Some(old) = fenced {
+            wait_until_gone(&old);
+        }
         Ok(Arc::new(Self { storage, epoch, fenced: AtomicBool::new(false) }))
     }
 
@@ -196,6 +207,57 @@ pub fn run_tag() -> String {
         format!("{:06x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) & 0xff_ffff)
     })
     .clone()
+}
+
+/// How often a running owner checks that it has not been taken over, at
+/// least (it also checks before every manifest, commit and delete).
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a takeover waits for the fenced run to stop before going on.
+const FENCED_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// After a takeover: the fenced run notices within [`CHECK_EVERY`] (plus
+/// whatever a guest call or upload in flight takes) and stops. Until it has,
+/// it may still be uploading state or writing in-progress files, so the new
+/// owner waits — for its process to end when it is on this host, else for
+/// a few check intervals.
+fn wait_until_gone(old: &Owner) {
+    let started = std::time::Instant::now();
+    let local = old.host == host_name();
+    tracing::info!("waiting for the fenced run ({}) to stop", old.describe());
+    while started.elapsed() < FENCED_GRACE {
+        if local && !old.may_be_alive() {
+            return;
+        }
+        if !local && started.elapsed() >= 3 * CHECK_EVERY {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tracing::warn!("the fenced run ({}) has not stopped after {FENCED_GRACE:?}; going on", old.describe());
+}
+
+/// Writes the ownership record, retrying a put that failed: a record that
+/// is there and ours after all (a lost acknowledgement) counts as written.
+fn put_patiently(storage: &Storage, path: &object_store::path::Path, record: &[u8]) -> Result<(), Error> {
+    let mut last = None;
+    for attempt in 0..3 {
+        match storage.put_new(path, record.to_vec()) {
+            Ok(()) => return Ok(()),
+            Err(_) if storage.get(path).is_ok_and(|b| b == record) => return Ok(()),
+            Err(Error::Storage { source, .. })
+                if matches!(
+                    *source,
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+                ) =>
+            {
+                return Err(Error::Storage { context: format!("writing {path}"), source });
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+    }
+    Err(last.unwrap_or_else(|| Error::Internal("writing the ownership record: no attempt made".into())))
 }
 
 fn host_name() -> String {

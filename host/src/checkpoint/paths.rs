@@ -8,9 +8,9 @@
 //!     _owners/0000000007.json            the run that owns the job (highest epoch wins)
 //!     _savepoints/0000000043             a savepoint was taken with this id (its location)
 //! ```
-//! Checkpoint ids are zero-padded so listings sort numerically. Ids above
-//! [`MAX_ID`] are not Weir's and are ignored, so no arithmetic on an id
-//! found in a store can overflow.
+//! Checkpoint ids are zero-padded so listings sort numerically. Ids (and
+//! ownership epochs) from [`MAX_ID`] up are not Weir's and are ignored, so
+//! no arithmetic on an id found in a store can overflow.
 //!
 //! A savepoint is the same set of objects in its own directory,
 //! `<target>/savepoint-<job name>-<id>-<run nonce>/`, with object paths in
@@ -23,7 +23,7 @@ const MANIFEST: &str = "_manifest.json";
 const OWNERS: &str = "_owners";
 const SAVEPOINTS: &str = "_savepoints";
 
-/// The largest checkpoint id Weir uses or accepts from a store.
+/// Checkpoint ids and epochs Weir uses or accepts from a store are below this.
 pub const MAX_ID: u64 = 1 << 48;
 
 /// Paths of one job's checkpoints.
@@ -131,7 +131,7 @@ fn parse_id(digits: &str) -> Option<u64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().filter(|&id| id <= MAX_ID)
+    digits.parse().ok().filter(|&id| id < MAX_ID)
 }
 
 #[cfg(test)]

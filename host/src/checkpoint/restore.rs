@@ -31,6 +31,7 @@ use std::time::Duration;
 use super::coordinator::{NodeInfo, node_entries, subtask_entry, unix_ms};
 use super::storage::{JobListing, Storage};
 use crate::Error;
+use crate::connectors::file_sink;
 use crate::job::{JobPlan, NodeKind};
 use crate::wasm::OperatorModule;
 
@@ -116,6 +117,16 @@ fn load(storage: &Storage, id: u64, plan: &JobPlan) -> Result<Restored, Error> {
 fn load_states(storage: &Storage, dir: &Path, manifest: &Manifest) -> Result<HashMap<(String, u32), TaskState>, Error> {
     let mut states = HashMap::new();
     for node in &manifest.nodes {
+        // Every subtask exactly once: a manifest that leaves one out would
+        // restore it empty, silently.
+        let mut indices: Vec<u32> = node.subtasks.iter().map(|s| s.subtask).collect();
+        indices.sort_unstable();
+        if !indices.iter().copied().eq(0..node.parallelism) {
+            return Err(Error::Corrupt(format!(
+                "the manifest lists subtasks {indices:?} of `{}`, which has parallelism {}",
+                node.id, node.parallelism
+            )));
+        }
         for sub in &node.subtasks {
             let bytes = storage.get(&Paths::object_in(dir, &sub.object))?;
             if bytes.len() as u64 != sub.size || checksum(&bytes) != sub.checksum {
@@ -282,7 +293,32 @@ pub fn from_savepoint(
             states.insert((node.id.clone(), s), state);
         }
     }
+    retarget_sinks(plan, &mut states)?;
     Ok(Restored { manifest, states })
+}
+
+/// A savepoint's file-sink state belongs to the directory it was taken in.
+/// A job resumed with the sink pointed elsewhere starts that directory
+/// afresh (the savepoint's own output stays where it is: a stop savepoint
+/// committed it there), so the saved pending files and part numbers are
+/// replaced by a fresh state for the new directory.
+fn retarget_sinks(plan: &JobPlan, states: &mut HashMap<(String, u32), TaskState>) -> Result<(), Error> {
+    for node in &plan.nodes {
+        let NodeKind::FileSink { path } = &node.kind else { continue };
+        for s in 0..node.parallelism {
+            let Some(TaskState::Sink(state)) = states.get_mut(&(node.id.clone(), s)) else { continue };
+            if state.dir.as_deref().is_some_and(|saved| !file_sink::same_dir(std::path::Path::new(saved), path)) {
+                tracing::info!(
+                    "sink `{}`: the savepoint was taken writing to {}; {} starts afresh",
+                    node.id,
+                    state.dir.as_deref().unwrap_or_default(),
+                    path.display()
+                );
+                *state = file_sink::fresh_state(path, s, state.finished)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The state of new subtask `subtask` of `parallelism` for an operator saved

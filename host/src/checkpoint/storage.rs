@@ -100,6 +100,21 @@ fn is_transient(e: &object_store::Error) -> bool {
     )
 }
 
+/// Writes `bytes` at `path` unless something is there, then checks that the
+/// store holds as many bytes as were sent: a store that acknowledges a torn
+/// write must not make a checkpoint look complete. (One HEAD per object;
+/// what was written is never read back whole.)
+async fn put_verified(store: &dyn ObjectStore, path: &Path, bytes: Vec<u8>, url: &str) -> Result<(), Error> {
+    let size = bytes.len() as u64;
+    let context = || format!("writing {path} to {url}");
+    store.put_opts(path, PutPayload::from(bytes), PutMode::Create.into()).await.map_err(storage_error(context()))?;
+    let held = store.head(path).await.map_err(storage_error(context()))?.size;
+    if held != size {
+        return Err(Error::Corrupt(format!("{}: the store holds {held} bytes of {size} written", context())));
+    }
+    Ok(())
+}
+
 /// TLS for S3 uses rustls with the `ring` provider; it must be chosen once per process.
 pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -314,8 +329,7 @@ impl Storage {
     /// # Errors
     /// [`Error::Storage`]; an existing object is an error too.
     pub fn put_new(&self, path: &Path, bytes: Vec<u8>) -> Result<(), Error> {
-        let put = self.store.put_opts(path, PutPayload::from(bytes), PutMode::Create.into());
-        self.patiently("writing", put).map(|_| ()).map_err(storage_error(format!("writing {path} to {}", self.url)))
+        self.patiently("writing", put_verified(self.store.as_ref(), path, bytes, &self.url))
     }
 
     /// Runs `call` to the end, saying so in the log if the store takes
@@ -337,10 +351,7 @@ impl Storage {
     pub fn spawn_put(&self, path: Path, bytes: Vec<u8>, done: impl FnOnce(Result<(), Error>) + Send + 'static) {
         let store = self.store.clone();
         let url = self.url.clone();
-        self.rt.spawn(async move {
-            let result = store.put_opts(&path, PutPayload::from(bytes), PutMode::Create.into()).await;
-            done(result.map(|_| ()).map_err(storage_error(format!("writing {path} to {url}"))));
-        });
+        self.rt.spawn(async move { done(put_verified(store.as_ref(), &path, bytes, &url).await) });
     }
 
     /// Deletes everything of checkpoint `id`, manifest first (so a

@@ -24,11 +24,12 @@
 //! Part numbers continue after the highest one present, so runs never
 //! overwrite each other.
 //!
-//! The state records the (absolute) directory. A job resumed from a
-//! savepoint with the sink pointed elsewhere finishes the savepoint's
-//! pending files where they were written — in the old directory, which is
-//! where the savepoint's output up to that point lives — and starts the new
-//! directory afresh, touching none of its committed files.
+//! The state records the directory (canonical). A job resumed from a
+//! savepoint with the sink pointed elsewhere starts the new directory
+//! afresh ([`fresh_state`], chosen when the savepoint is fitted to the job);
+//! the old directory is left as the savepoint's run left it. A checkpoint,
+//! by contrast, always belongs to the sink's directory, however it is
+//! reached (a symlink, a moved job directory).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -62,7 +63,7 @@ impl FileSink {
     pub fn new(dir: &Path, subtask: u32) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
-        let dir = std::path::absolute(dir)
+        let dir = std::fs::canonicalize(dir)
             .map_err(|e| Error::io(format!("file sink: cannot resolve {}", dir.display()), e))?;
         let next_part = parts(&dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0);
         let tag = crate::checkpoint::lease::run_tag();
@@ -122,6 +123,26 @@ struct Part {
     number: u64,
     committed: bool,
     name: String,
+}
+
+/// Whether `a` and `b` name the same directory (through symlinks too).
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The state of `subtask` of a file sink starting afresh in `dir` (after a
+/// savepoint taken writing elsewhere): nothing pending, part numbers after
+/// those already in `dir`.
+///
+/// # Errors
+/// When `dir` exists but cannot be listed.
+pub fn fresh_state(dir: &Path, subtask: u32, finished: bool) -> Result<SinkState, Error> {
+    let next_part = if dir.is_dir() { parts(dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0) } else { 0 };
+    let dir = std::fs::canonicalize(dir).ok().map(|d| d.display().to_string());
+    Ok(SinkState { finished, pending: Vec::new(), next_part, dir })
 }
 
 /// The part number of an in-progress name's middle, `<n>` or `<n>.<run tag>`.
@@ -196,29 +217,6 @@ impl Sink for FileSink {
                 .and_then(part_number)
                 .ok_or_else(|| Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}")))
         };
-        let elsewhere = state.dir.as_deref().map(PathBuf::from).filter(|d| *d != self.dir);
-        if let Some(old) = &elsewhere {
-            // A savepoint taken while the sink wrote to `old`: its output up
-            // to the savepoint belongs there. This directory starts afresh.
-            for name in &state.pending {
-                let part = named(name)?;
-                if let Err(e) = publish(old, name, &self.final_name(part)) {
-                    tracing::warn!(
-                        "file sink: could not commit {name} in {}, where the savepoint was taken ({e}); \
-                         it is that directory's output, not this one's",
-                        old.display()
-                    );
-                }
-            }
-            tracing::info!(
-                "file sink: resuming into {} (the savepoint was taken writing to {})",
-                self.dir.display(),
-                old.display()
-            );
-            self.pending.clear();
-            self.current = None;
-            return self.clean_start();
-        }
         let mut keep = Vec::new();
         for name in &state.pending {
             let part = named(name)?;
@@ -313,7 +311,7 @@ mod tests {
         let s1 = sink.pre_commit(1, false).unwrap();
         let tag = crate::checkpoint::lease::run_tag();
         assert_eq!(s1.pending, [format!(".part-0-0.{tag}.inprogress")]);
-        assert_eq!((s1.next_part, s1.dir), (1, Some(std::path::absolute(dir.path()).unwrap().display().to_string())));
+        assert_eq!((s1.next_part, s1.dir), (1, Some(std::fs::canonicalize(dir.path()).unwrap().display().to_string())));
         sink.write(&batch(&["b"])).unwrap();
         sink.pre_commit(2, false).unwrap();
         sink.commit(1).unwrap();
@@ -343,25 +341,46 @@ mod tests {
         assert_eq!(names(dir.path()), ["part-0-0"], "restoring again rolls back what came after");
     }
 
-    /// Defect 10 of issue 10: a savepoint resumed with the sink pointed at
-    /// another directory commits the savepoint's files where they were
-    /// written and starts the new directory afresh.
+    /// Defect 10 of issue 10: a savepoint's sink state, fitted to another
+    /// directory, starts it afresh — after the parts already there, and
+    /// without touching the old directory.
     #[test]
-    fn restore_into_another_directory_leaves_the_old_one_whole() {
+    fn a_fresh_state_for_another_directory_keeps_both_whole() {
         let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(new.path().join("part-0-0"), "mine\n").unwrap();
         let mut sink = FileSink::new(old.path(), 0).unwrap();
         sink.write(&batch(&["saved"])).unwrap();
-        let state = sink.pre_commit(3, false).unwrap();
-        drop(sink);
+        let saved = sink.pre_commit(3, false).unwrap();
+        sink.commit(3).unwrap();
+        assert!(!same_dir(Path::new(saved.dir.as_deref().unwrap()), new.path()));
+        let fresh = fresh_state(new.path(), 0, false).unwrap();
+        assert_eq!((fresh.pending.len(), fresh.next_part), (0, 1));
         let mut resumed = FileSink::new(new.path(), 0).unwrap();
-        resumed.restore(&state).unwrap();
-        assert_eq!(names(old.path()), ["part-0-0"]);
-        assert_eq!(std::fs::read_to_string(old.path().join("part-0-0")).unwrap(), "saved\n");
+        resumed.restore(&fresh).unwrap();
         resumed.write(&batch(&["next"])).unwrap();
         resumed.commit_all().unwrap();
         assert_eq!(names(new.path()), ["part-0-0", "part-0-1"]);
         assert_eq!(std::fs::read_to_string(new.path().join("part-0-0")).unwrap(), "mine\n");
+        assert_eq!(names(old.path()), ["part-0-0"]);
+    }
+
+    /// A checkpoint belongs to the sink's directory however it is reached:
+    /// through a symlink, restore retracts and commits as usual.
+    #[test]
+    fn restore_through_a_symlink_is_the_same_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, root.path().join("link")).unwrap();
+        let mut sink = FileSink::new(&real, 0).unwrap();
+        sink.write(&batch(&["a"])).unwrap();
+        let state = sink.pre_commit(1, false).unwrap();
+        sink.commit(1).unwrap();
+        sink.write(&batch(&["after"])).unwrap();
+        sink.commit_all().unwrap();
+        let mut resumed = FileSink::new(&root.path().join("link"), 0).unwrap();
+        resumed.restore(&state).unwrap();
+        assert_eq!(names(&real), ["part-0-0"], "the part committed after the checkpoint is retracted");
     }
 
     #[test]
