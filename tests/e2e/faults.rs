@@ -168,6 +168,20 @@ fn a_second_run_is_refused_and_takeover_fences_the_first() {
     assert_output_exact(dir, &text);
 }
 
+/// Defect 3 for a job without `[checkpoint]` (no store, no ownership
+/// record): a second run writing the same output directory is refused.
+#[test]
+fn two_runs_never_share_an_output_directory() {
+    let (tmp, text) = with_input(20_000, 115);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, ""));
+    let (first, _) = start(dir, "first", &[]);
+    let second = weir(dir, &["run", "job.toml", "--quiet", "--no-api"]);
+    second.expect_code(2).expect_stderr(&["is being written by another weir process"]);
+    first.finish().expect_code(0);
+    assert_output_exact(dir, &text);
+}
+
 /// Defect 4: the newest checkpoint's objects cannot be read (a failing
 /// store, not damage): the run fails, retrying, and touches no output —
 /// it does not fall back and retract what that checkpoint committed.

@@ -53,6 +53,65 @@ pub struct FileSink {
     current: Option<(u64, BufWriter<File>)>,
     /// Sealed files waiting for their checkpoint: (checkpoint, part number).
     pending: Vec<(u64, u64)>,
+    /// This process's hold on the directory, shared by its subtasks.
+    _lock: DirLock,
+}
+
+/// An exclusive `flock` on an output directory, held by one process at a
+/// time and shared by that process's sink subtasks (flock conflicts between
+/// two descriptors even within one process, hence the registry). It keeps
+/// two `weir` processes from writing one directory — also for jobs whose
+/// `memory://` store has no ownership record. Advisory, and local to the
+/// host: network file systems may not honour it.
+struct DirLock {
+    dir: PathBuf,
+}
+
+/// Directory → (the locked descriptor, sinks of this process using it).
+type LockRegistry = std::collections::HashMap<PathBuf, (File, usize)>;
+
+fn locks() -> &'static std::sync::Mutex<LockRegistry> {
+    static LOCKS: std::sync::OnceLock<std::sync::Mutex<LockRegistry>> = std::sync::OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+impl DirLock {
+    fn take(dir: &Path) -> Result<Self, Error> {
+        let mut held = locks().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, users)) = held.get_mut(dir) {
+            *users += 1;
+            return Ok(Self { dir: dir.to_path_buf() });
+        }
+        let fd = File::open(dir).map_err(|e| Error::io(format!("file sink: cannot open {}", dir.display()), e))?;
+        match fd.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Conflict(format!(
+                    "file sink: {} is being written by another weir process; two jobs (or two runs of one \
+                     job) must not share an output directory — stop the other one, or choose another path",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!("file sink: cannot lock {} ({e}); another process could write it too", dir.display());
+            }
+        }
+        held.insert(dir.to_path_buf(), (fd, 1));
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let mut held = locks().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, users)) = held.get_mut(&self.dir) {
+            *users -= 1;
+            if *users == 0 {
+                // Closing the descriptor releases the flock.
+                held.remove(&self.dir);
+            }
+        }
+    }
 }
 
 impl FileSink {
@@ -65,9 +124,10 @@ impl FileSink {
             .map_err(|e| Error::io(format!("file sink: cannot create {}", dir.display()), e))?;
         let dir = std::fs::canonicalize(dir)
             .map_err(|e| Error::io(format!("file sink: cannot resolve {}", dir.display()), e))?;
+        let lock = DirLock::take(&dir)?;
         let next_part = parts(&dir, subtask)?.iter().map(|p| p.number + 1).max().unwrap_or(0);
         let tag = crate::checkpoint::lease::run_tag();
-        Ok(Self { dir, subtask, tag, next_part, current: None, pending: Vec::new() })
+        Ok(Self { dir, subtask, tag, next_part, current: None, pending: Vec::new(), _lock: lock })
     }
 
     fn pending_name(&self, part: u64) -> String {
@@ -381,6 +441,22 @@ mod tests {
         let mut resumed = FileSink::new(&root.path().join("link"), 0).unwrap();
         resumed.restore(&state).unwrap();
         assert_eq!(names(&real), ["part-0-0"], "the part committed after the checkpoint is retracted");
+    }
+
+    /// Two processes never write one directory; the subtasks of one share it.
+    #[test]
+    fn a_directory_is_held_by_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FileSink::new(dir.path(), 0).unwrap();
+        let second = FileSink::new(dir.path(), 1).unwrap();
+        // Another process: a descriptor of its own, outside the registry.
+        let other = File::open(dir.path()).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop((first, second));
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        drop(other);
+        FileSink::new(dir.path(), 0).unwrap();
     }
 
     #[test]
