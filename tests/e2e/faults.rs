@@ -386,6 +386,35 @@ fn a_plain_rerun_after_a_stop_resumes_from_the_savepoint() {
     assert_output_exact(dir, &text);
 }
 
+/// Defect 12: an S3 endpoint that accepts connections but never answers is
+/// not silent — the log says it is waiting within seconds.
+#[test]
+fn a_stalled_s3_server_is_reported_while_waiting() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts and holds every connection, answering nothing.
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let (tmp, _) = with_input(100, 116);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(1_000_000, "[checkpoint]\ninterval = \"1s\"\nstore = \"s3://stalled/p\"\n"));
+    let env = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "k"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let run = Background::start(dir, "stalled", &["run", "job.toml", "--no-api"], &env);
+    let log = dir.join("stalled.stderr");
+    wait_until("a line about the stalled store", TIMEOUT, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("no answer after 5s; still waiting"))
+    });
+    run.kill();
+}
+
 /// Seeded random sequences of runs, SIGKILLs, savepoints, stops with a
 /// savepoint (resumed from, sometimes at another parallelism) and injected
 /// storage faults (failed, lost and slow puts; failing reads) against one

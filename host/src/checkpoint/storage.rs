@@ -455,3 +455,20 @@ impl Storage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect 12 of issue 10: refusals and "not found" are answers, not
+    /// faults — retrying them only delays the error.
+    #[test]
+    fn refusals_are_not_retried() {
+        let refused = |source: &str| -> Box<dyn std::error::Error + Send + Sync> { source.to_owned().into() };
+        let path = String::from("p");
+        assert!(!is_transient(&object_store::Error::NotFound { path: path.clone(), source: refused("404") }));
+        assert!(!is_transient(&object_store::Error::PermissionDenied { path: path.clone(), source: refused("403") }));
+        assert!(!is_transient(&object_store::Error::Unauthenticated { path, source: refused("401") }));
+        assert!(is_transient(&object_store::Error::Generic { store: "S3", source: refused("503 Slow Down") }));
+    }
+}
