@@ -62,6 +62,19 @@ fn endless_loop_hits_the_call_deadline() {
     assert_no_partial_output(dir.path());
 }
 
+/// Issue 11 #1: a guest that sleeps (blocked in a WASI host call, where
+/// epoch interruption cannot reach it) does not escape the deadline: sleeping
+/// is refused at once, with a message saying why.
+#[test]
+fn a_sleeping_guest_is_stopped_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = run_guest(dir.path(), "spin", "sleep_ms = 300000", &["--set", "limits.call_timeout=2s"]);
+    run.expect_code(1).expect_stderr(&["operator `bad`", "may not sleep"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert_no_partial_output(dir.path());
+}
+
 /// When one task fails, a guest busy in a long call elsewhere is interrupted
 /// at once (not at its 10-minute deadline): the job fails promptly, with the
 /// real cause and not the interrupted call as its error.

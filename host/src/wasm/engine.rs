@@ -47,6 +47,7 @@ impl WasmEngine {
         let engine = Engine::new(&config).map_err(internal)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(internal)?;
+        forbid_sleep(&mut linker).map_err(internal)?;
         bindings::Operator::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s).map_err(internal)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self { engine, linker, cache_dir, _ticker: ticker })
@@ -133,4 +134,29 @@ impl Drop for EpochTicker {
             let _ = t.join();
         }
     }
+}
+
+/// What a guest that tries to sleep is told (the call traps with it).
+pub const NO_SLEEP: &str = "operators may not sleep or wait on a clock (std::thread::sleep, a timer): \
+     a blocked host call cannot be interrupted by call_timeout or cancellation, and waiting makes replay \
+     after a failure depend on time; keep `process` non-blocking";
+
+/// Replaces WASI's clock subscriptions — the only way a guest can block in
+/// the host, as it has no files, sockets or stdin — with a trap. Epoch
+/// interruption bounds time spent in Wasm code, not in host calls, so a
+/// guest sleeping in `poll` escaped `call_timeout` and `weir cancel`.
+/// Reading the clocks (`now`) stays allowed.
+fn forbid_sleep(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clocks = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clocks.func_wrap("subscribe-duration", |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(wasmtime::Error::msg(NO_SLEEP))
+    })?;
+    clocks.func_wrap("subscribe-instant", |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(wasmtime::Error::msg(NO_SLEEP))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }

@@ -263,6 +263,9 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreData>, limits: &Limits) -> G
     if let Some(message) = panic_message(&stderr) {
         return GuestFailure::Panic(message);
     }
+    if e.chain().any(|cause| cause.to_string() == super::engine::NO_SLEEP) {
+        return GuestFailure::Protocol(super::engine::NO_SLEEP.into());
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => GuestFailure::Trap(trap.to_string()),
         None => GuestFailure::Trap(format!("{e:#}")),

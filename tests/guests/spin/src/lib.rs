@@ -4,6 +4,8 @@
 //! - With `snapshot_ms = N`: passes records through, but every `snapshot`
 //!   busy-waits N ms — in the first `attempts` attempts of the job only
 //!   (default: every attempt) — so checkpoints can be made to time out.
+//! - With `sleep_ms = N`: sleeps N ms in its first `process` call (the
+//!   host must not let it: a blocked host call escapes the deadline).
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +16,14 @@ use weir_sdk::{Context, Emitter, Operator, Record, Result, StateWriter};
 struct Config {
     snapshot_ms: Option<u64>,
     attempts: Option<u32>,
+    sleep_ms: Option<u64>,
 }
 
 #[derive(Default)]
 struct Spin {
     /// `None`: spin forever in `process`.
     snapshot_delay: Option<Duration>,
+    sleep: Option<Duration>,
 }
 
 fn burn(x: u64) -> u64 {
@@ -31,6 +35,7 @@ impl Operator for Spin {
 
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
+        self.sleep = config.sleep_ms.map(Duration::from_millis);
         self.snapshot_delay = config.snapshot_ms.map(|ms| {
             let slow = config.attempts.is_none_or(|n| ctx.info().attempt < n);
             Duration::from_millis(if slow { ms } else { 0 })
@@ -39,6 +44,11 @@ impl Operator for Spin {
     }
 
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
+        if let Some(sleep) = self.sleep {
+            std::thread::sleep(sleep);
+            out.emit(rec.value);
+            return Ok(());
+        }
         if self.snapshot_delay.is_some() {
             out.emit(rec.value);
             return Ok(());
