@@ -111,8 +111,11 @@ fn missing_job_file_is_rejected() {
 /// Checkpoint settings that cannot work are rejected before anything runs.
 #[test]
 fn bad_checkpoint_settings_are_rejected() {
+    // Issue 11 #4: values that aborted or hung the host are refused, naming the key.
+    reject(&tokenize_job().replace("[sources", "[job]\nbatch_size = 1000000000\n[sources"), &["[job] batch_size"]);
+    reject(&format!("{}\n[limits]\nmemory = \"1PB\"", tokenize_job()), &["[limits] memory", "4GiB"]);
     let with = |table: &str| format!("{}\n{table}", tokenize_job());
-    reject(&with("[checkpoint]\ninterval = \"0s\""), &["[checkpoint] interval", "must be positive"]);
+    reject(&with("[checkpoint]\ninterval = \"0s\""), &["[checkpoint] interval", "must be between"]);
     reject(
         &with("[checkpoint]\ninterval = \"1s\"\nstore = \"ftp://x\""),
         &["store `ftp://x` is not supported", "s3://"],

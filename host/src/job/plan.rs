@@ -176,6 +176,7 @@ impl BuiltinDirs {
 /// [`Error::InvalidJob`] naming the offending table and what to do.
 pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs) -> Result<JobPlan, Error> {
     let invalid = Error::InvalidJob;
+    super::ranges::check(spec, spec.job.name.as_deref().unwrap_or(name))?;
     let max_parallelism = spec.job.max_parallelism.unwrap_or(weir_sdk::keygroup::DEFAULT_MAX_PARALLELISM);
     if !(1..=32768).contains(&max_parallelism) {
         return Err(invalid(format!("[job] max_parallelism = {max_parallelism}: must be between 1 and 32768")));
