@@ -134,3 +134,72 @@ fn guests_cannot_touch_files_network_or_environment() {
     expected.sort();
     assert_eq!(got, expected);
 }
+
+/// Runs `weir ARGS…` in `dir` with its own compile cache `cache` and `umask 000`.
+fn weir_with_cache(dir: &Path, cache: &Path, args: &[&str]) -> weir_tests::Run {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.current_dir(dir)
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(weir_tests::weir_bin())
+        .args(args)
+        .env("WEIR_CACHE_DIR", cache);
+    weir_tests::run_with_timeout(cmd, crate::TIMEOUT)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+fn cache_entries(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Issue 11 #2: the compile cache is private whatever the umask; a patched
+/// entry is compiled again, never run; a swapped one likewise; a cache
+/// others can write is not used at all.
+#[test]
+fn the_compile_cache_cannot_be_poisoned() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cache) = (tmp.path(), tmp.path().join("cache"));
+    write(dir, "in.txt", "a b\nb c\n");
+    let ops = "[operators.t]\nbuiltin = \"tokenize\"\ninput = \"lines\"\n\
+               [operators.c]\nbuiltin = \"count\"\ninput = \"t\"\npartition = \"key\"";
+    write(dir, "job.toml", &pipeline("in.txt", ops, "c"));
+    weir_with_cache(dir, &cache, &["validate", "job.toml"]).expect_code(0);
+    assert_eq!(mode(&cache), 0o700, "the cache directory is private under umask 000");
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| mode(e) == 0o600), "entries are private under umask 000");
+
+    // Patched machine code: detected, compiled again, the entry rewritten.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let run = weir_with_cache(dir, &cache, &["validate", "job.toml"]);
+    run.expect_code(0).expect_stderr(&["ignoring compile cache entry", "checksum"]);
+    weir_with_cache(dir, &cache, &["validate", "job.toml"]).expect_code(0);
+    assert!(!weir_with_cache(dir, &cache, &["validate", "job.toml"]).stderr.contains("ignoring"));
+
+    // One component's entry under another's name: detected, not run.
+    std::fs::copy(&entries[0], &entries[1]).unwrap();
+    let run = weir_with_cache(dir, &cache, &["run", "job.toml", "--no-api"]);
+    run.expect_code(0).expect_stderr(&["swapped entry"]);
+    let mut counts = committed_lines(&dir.join("out"));
+    counts.sort();
+    assert_eq!(counts.len(), 4, "both operators ran as themselves: {counts:?}");
+
+    // A cache others can write is not used.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = weir_with_cache(dir, &cache, &["validate", "job.toml"]);
+    run.expect_code(0).expect_stderr(&["is writable by others", "not using it"]);
+}

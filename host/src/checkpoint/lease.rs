@@ -245,6 +245,11 @@ fn put_patiently(storage: &Storage, path: &object_store::path::Path, record: &[u
         match storage.put_new(path, record.to_vec()) {
             Ok(()) => return Ok(()),
             Err(_) if storage.get(path).is_ok_and(|b| b == record) => return Ok(()),
+            Err(e @ Error::Corrupt(_)) => {
+                // A torn write of our own record: remove it, then try again.
+                let _ = storage.delete_objects(&storage.paths().owners(), std::slice::from_ref(path));
+                last = Some(e);
+            }
             Err(Error::Storage { source, .. })
                 if matches!(
                     *source,

@@ -2,14 +2,10 @@
 //! is instantiated with, the epoch ticker behind per-call deadlines, and the
 //! on-disk cache of compiled components.
 //!
-//! **Compile cache.** Compiling a guest takes ~1 s; loading a compiled one
-//! takes ~1 ms. Compiled components are stored under the cache directory as
-//! `<sha256 of the .wasm>-<engine hash>.cwasm`; the engine hash covers the
-//! wasmtime version and every codegen setting, so an upgrade never loads
-//! stale code. Files are written to a temporary name and renamed, so a
-//! crash never leaves a half-written entry. Loading a `.cwasm` trusts it
-//! (wasmtime cannot verify machine code): the cache directory must be
-//! writable only by the user running `weir`.
+//! **Compile cache.** Compiled components are kept in [`super::cache`],
+//! keyed by the `.wasm`'s SHA-256 and an engine hash that covers the
+//! wasmtime version and every codegen setting (so an upgrade never loads
+//! stale code); its module docs hold the trust model.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -21,6 +17,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings;
+use super::cache::{Cache, Key};
 use super::instance::StoreData;
 use super::limits::EPOCH_TICK;
 
@@ -28,7 +25,7 @@ use super::limits::EPOCH_TICK;
 pub struct WasmEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<StoreData>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Cache>,
     _ticker: EpochTicker,
 }
 
@@ -50,7 +47,8 @@ impl WasmEngine {
         forbid_sleep(&mut linker).map_err(internal)?;
         bindings::Operator::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s).map_err(internal)?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache_dir, _ticker: ticker })
+        let cache = cache_dir.as_deref().and_then(Cache::open);
+        Ok(Self { engine, linker, cache, _ticker: ticker })
     }
 
     /// The default cache directory: `$WEIR_CACHE_DIR`, else
@@ -67,41 +65,25 @@ impl WasmEngine {
 
     /// Compiles `wasm` (a component's bytes), or loads it from the cache.
     pub(crate) fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return Component::new(&self.engine, wasm);
         };
-        let path = dir.join(self.cache_key(wasm));
-        if path.is_file() {
-            // SAFETY: the file was written by `store_in_cache` from code this
-            // engine compiled, under a name that pins the input and engine
-            // config; see the module docs for the trust assumption.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring unusable compile cache entry {}: {e:#}", path.display()),
-            }
+        let key = self.cache_key(wasm);
+        if let Some(component) = cache.load(&self.engine, &key) {
+            return Ok(component);
         }
         let component = Component::new(&self.engine, wasm)?;
-        if let Err(e) = store_in_cache(&component, dir, &path) {
-            tracing::warn!("could not write compile cache entry {}: {e:#}", path.display());
+        if let Err(e) = cache.store(&key, &component) {
+            tracing::warn!("could not write a compile cache entry: {e:#}");
         }
         Ok(component)
     }
 
-    fn cache_key(&self, wasm: &[u8]) -> String {
+    fn cache_key(&self, wasm: &[u8]) -> Key {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), engine_hash.finish())
+        Key { wasm: Sha256::digest(wasm).into(), engine: engine_hash.finish() }
     }
-}
-
-fn store_in_cache(component: &Component, dir: &Path, path: &Path) -> wasmtime::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize()?;
-    let tmp =
-        dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -1,10 +1,11 @@
 //! WebAssembly: the one place that knows about wasmtime. It owns the
-//! [`engine::WasmEngine`] (compilation, the on-disk cache of compiled
-//! components, the epoch ticker), [`module::OperatorModule`] (a validated,
+//! [`engine::WasmEngine`] (compilation, the epoch ticker), [`cache`] (the
+//! on-disk cache of compiled components and its trust model), [`module::OperatorModule`] (a validated,
 //! pre-linked component), [`instance::GuestInstance`] (one sandboxed store per
 //! subtask) and [`limits`] (memory and time limits). The dataflow never sees a
 //! wasmtime type.
 
+pub mod cache;
 pub mod engine;
 pub mod instance;
 pub mod limits;
