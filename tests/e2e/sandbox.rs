@@ -203,3 +203,16 @@ fn the_compile_cache_cannot_be_poisoned() {
     let run = weir_with_cache(dir, &cache, &["validate", "job.toml"]);
     run.expect_code(0).expect_stderr(&["is writable by others", "not using it"]);
 }
+
+/// Issue 11 #6: a guest's 1 MiB error full of newlines and ANSI escapes
+/// reaches the host's stderr bounded and escaped: it cannot flood the log or
+/// forge a line of it.
+#[test]
+fn hostile_guest_strings_are_bounded_and_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_guest(dir.path(), "panic_at", "at = 3, error = true, hostile = true", &[]);
+    run.expect_code(1).expect_stderr(&["operator `bad`", "refusing record 3", "more bytes cut"]);
+    assert!(run.stderr.len() < 64 * 1024, "{} bytes of stderr", run.stderr.len());
+    assert!(!run.stderr.contains('\u{1b}'), "an escape sequence reached stderr");
+    assert!(!run.stderr.lines().any(|l| l.starts_with(" ERROR forged")), "a forged log line:\n{}", run.stderr);
+}

@@ -51,6 +51,7 @@ impl bindings::weir::operator::types::Host for StoreData {}
 impl bindings::weir::operator::host::Host for StoreData {
     fn log(&mut self, level: types::Level, message: String) {
         let (op, subtask) = (&*self.operator, self.subtask);
+        let message = super::text::untrusted(&message, super::text::MAX_MESSAGE);
         match level {
             types::Level::Trace => tracing::trace!(operator = op, subtask, "{message}"),
             types::Level::Debug => tracing::debug!(operator = op, subtask, "{message}"),
@@ -162,7 +163,7 @@ impl GuestInstance {
         self.store.set_epoch_deadline(1);
         let cause = match f(&self.bindings, &mut self.store) {
             Ok(Ok(r)) => return Ok(r),
-            Ok(Err(message)) => GuestFailure::Returned(message),
+            Ok(Err(message)) => GuestFailure::Returned(super::text::untrusted(&message, super::text::MAX_MESSAGE)),
             Err(e) => classify(&e, &self.store, &self.limits),
         };
         Err(GuestError { operator: self.operator.to_string(), subtask: self.subtask, call, cause })
@@ -174,7 +175,13 @@ impl GuestInstance {
     /// When the guest fails.
     pub fn describe(&mut self) -> Result<Descriptor, GuestError> {
         let d = self.call("describe", |b, s| b.call_describe(s).map(Ok))?;
-        Ok(Descriptor { name: d.name, version: d.version, state_version: d.state_version, sdk_version: d.sdk_version })
+        let bounded = |s: &str| super::text::untrusted(s, super::text::MAX_NAME);
+        Ok(Descriptor {
+            name: bounded(&d.name),
+            version: bounded(&d.version),
+            state_version: d.state_version,
+            sdk_version: bounded(&d.sdk_version),
+        })
     }
 
     /// Calls `init` with the operator's config (JSON) and the state to resume from.
@@ -261,7 +268,7 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreData>, limits: &Limits) -> G
     let stderr = store.data().stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);
     if let Some(message) = panic_message(&stderr) {
-        return GuestFailure::Panic(message);
+        return GuestFailure::Panic(super::text::untrusted(&message, super::text::MAX_MESSAGE));
     }
     if e.chain().any(|cause| cause.to_string() == super::engine::NO_SLEEP) {
         return GuestFailure::Protocol(super::engine::NO_SLEEP.into());

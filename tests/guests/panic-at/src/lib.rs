@@ -1,7 +1,9 @@
 //! Test guest: passes records through and panics at the `at`-th record this
 //! instance sees since it was (re)started (1-based), in the first `attempts`
 //! attempts of the job only (default: every attempt). With `error = true` it
-//! returns an error instead of panicking.
+//! returns an error instead of panicking; with `hostile = true` that error
+//! (and the panic message) is 1 MiB long, full of ANSI escapes and newlines
+//! that try to forge host log lines.
 
 use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
 
@@ -10,6 +12,8 @@ struct Config {
     at: u64,
     #[serde(default)]
     error: bool,
+    #[serde(default)]
+    hostile: bool,
     attempts: Option<u32>,
 }
 
@@ -17,6 +21,7 @@ struct Config {
 struct PanicAt {
     at: u64,
     error: bool,
+    hostile: bool,
     seen: u64,
 }
 
@@ -25,7 +30,7 @@ impl Operator for PanicAt {
 
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
-        (self.at, self.error) = (config.at, config.error);
+        (self.at, self.error, self.hostile) = (config.at, config.error, config.hostile);
         if config.attempts.is_some_and(|n| ctx.info().attempt >= n) {
             self.at = 0;
         }
@@ -35,10 +40,12 @@ impl Operator for PanicAt {
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         self.seen += 1;
         if self.seen == self.at {
+            let tail =
+                if self.hostile { "\u{1b}[2J\n ERROR forged: job finished\n".repeat(1 << 15) } else { String::new() };
             if self.error {
-                return Err(Error::msg(format!("refusing record {}", self.seen)));
+                return Err(Error::msg(format!("refusing record {}{tail}", self.seen)));
             }
-            panic!("boom at record {}", self.seen);
+            panic!("boom at record {}{tail}", self.seen);
         }
         out.emit(rec.value);
         Ok(())
