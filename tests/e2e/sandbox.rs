@@ -216,3 +216,26 @@ fn hostile_guest_strings_are_bounded_and_escaped() {
     assert!(!run.stderr.contains('\u{1b}'), "an escape sequence reached stderr");
     assert!(!run.stderr.lines().any(|l| l.starts_with(" ERROR forged")), "a forged log line:\n{}", run.stderr);
 }
+
+/// Issue 11 #5: an operator that writes a line to stderr for every record
+/// does not trap; its lines reach the host log, tagged, and beyond the rate
+/// limit are counted instead.
+#[test]
+fn a_chatty_guest_is_logged_not_trapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &(1..=20_000).map(|i| format!("record {i}\n")).collect::<String>());
+    let ops = format!(
+        "[operators.chatty]\nwasm = \"{}\"\ninput = \"lines\"\nconfig = {{ at = 0, chatty = true }}",
+        wasm("panic_at")
+    );
+    let job = write(dir, "job.toml", &pipeline("in.txt", &ops, "chatty"));
+    let run = crate::weir(dir, &["run", &job, "--no-api"]);
+    run.expect_code(0).expect_stderr(&["stderr: processing record 1", "not logged"]);
+    assert!(
+        run.stderr.contains("operator") && run.stderr.contains("chatty"),
+        "lines are tagged:\n{}",
+        &run.stderr[..2000.min(run.stderr.len())]
+    );
+    assert_eq!(committed_lines(&dir.join("out")).len(), 20_000);
+}

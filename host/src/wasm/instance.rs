@@ -11,25 +11,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, weir::operator::types};
 use super::limits::MemoryLimiter;
 use super::module::{Descriptor, OperatorModule};
+use super::output::GuestOutput;
 use crate::checkpoint::state::{GuestState, KeyGroupBytes};
 use crate::error::{GuestError, GuestFailure};
 use crate::{Error, wasm::Limits};
-
-/// How much of a guest's stderr is kept (for panic messages).
-const STDERR_CAPACITY: usize = 64 * 1024;
 
 /// Store data of one guest.
 pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    stderr: MemoryOutputPipe,
+    stderr: GuestOutput,
     operator: Arc<str>,
     subtask: u32,
     /// Epoch ticks the current call may still run.
@@ -86,9 +83,11 @@ pub struct GuestInstance {
 
 impl GuestInstance {
     pub(crate) fn new(module: &OperatorModule, subtask: u32) -> Result<Self, Error> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        // No preopened directories, environment, arguments or sockets.
+        let stderr = GuestOutput::new(module.operator.clone(), subtask, "stderr");
+        // No preopened directories, environment, arguments or sockets; stdout
+        // and stderr go to the host log.
         let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(module.operator.clone(), subtask, "stdout"))
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
@@ -265,7 +264,7 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreData>, limits: &Limits) -> G
         }
         return GuestFailure::Timeout(limits.call_timeout);
     }
-    let stderr = store.data().stderr.contents();
+    let stderr = store.data().stderr.tail();
     let stderr = String::from_utf8_lossy(&stderr);
     if let Some(message) = panic_message(&stderr) {
         return GuestFailure::Panic(super::text::untrusted(&message, super::text::MAX_MESSAGE));

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod instance;
 pub mod limits;
 pub mod module;
+pub mod output;
 pub mod text;
 
 /// Host bindings generated from the WIT world in `guest-sdk/wit/`.

@@ -3,7 +3,8 @@
 //! attempts of the job only (default: every attempt). With `error = true` it
 //! returns an error instead of panicking; with `hostile = true` that error
 //! (and the panic message) is 1 MiB long, full of ANSI escapes and newlines
-//! that try to forge host log lines.
+//! that try to forge host log lines. With `chatty = true` it writes a line to
+//! stderr for every record (`at = 0`: it never panics).
 
 use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
 
@@ -14,6 +15,8 @@ struct Config {
     error: bool,
     #[serde(default)]
     hostile: bool,
+    #[serde(default)]
+    chatty: bool,
     attempts: Option<u32>,
 }
 
@@ -22,6 +25,7 @@ struct PanicAt {
     at: u64,
     error: bool,
     hostile: bool,
+    chatty: bool,
     seen: u64,
 }
 
@@ -30,7 +34,7 @@ impl Operator for PanicAt {
 
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
-        (self.at, self.error, self.hostile) = (config.at, config.error, config.hostile);
+        (self.at, self.error, self.hostile, self.chatty) = (config.at, config.error, config.hostile, config.chatty);
         if config.attempts.is_some_and(|n| ctx.info().attempt >= n) {
             self.at = 0;
         }
@@ -39,6 +43,9 @@ impl Operator for PanicAt {
 
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         self.seen += 1;
+        if self.chatty {
+            eprintln!("processing record {}", self.seen);
+        }
         if self.seen == self.at {
             let tail =
                 if self.hostile { "\u{1b}[2J\n ERROR forged: job finished\n".repeat(1 << 15) } else { String::new() };
