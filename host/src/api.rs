@@ -10,8 +10,12 @@
 //! | POST | `/v1/stop` | `{"target": DIR?}`: stop with a savepoint → `{"id", "path"}`; the job then ends |
 //! | POST | `/v1/cancel` | stops the job without a savepoint → `{"status": "cancelling"}` |
 //!
-//! It binds to loopback unless told otherwise; any other address needs a
-//! token, which every request must then carry as `Authorization: Bearer TOKEN`.
+//! Every request carries a token as `Authorization: Bearer TOKEN`. With
+//! `--api-token` the user chooses it (and may then bind off loopback);
+//! otherwise `weir run` makes a random one for the run and leaves it in a
+//! file only this user can read ([`token_path`]: `$XDG_RUNTIME_DIR/weir/api/`
+//! or `~/.cache/weir/api/`, `0700`, the file `0600`), where the CLI finds it.
+//! So on a shared machine only the user who started a job controls it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -274,7 +278,11 @@ fn router(shared: Arc<Shared>) -> Router {
 /// # Errors
 /// [`Error::InvalidJob`] for a non-loopback address without a token;
 /// [`Error::Io`] when the address cannot be bound.
-pub fn serve(addr: SocketAddr, token: Option<String>, control: Arc<JobControl>) -> Result<SocketAddr, Error> {
+pub fn serve(
+    addr: SocketAddr,
+    token: Option<String>,
+    control: Arc<JobControl>,
+) -> Result<(SocketAddr, Option<TokenFile>), Error> {
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(Error::InvalidJob(format!(
             "the control API would listen on {addr}, which is not loopback: set a token with --api-token \
@@ -285,7 +293,15 @@ pub fn serve(addr: SocketAddr, token: Option<String>, control: Arc<JobControl>) 
         .map_err(|e| Error::io(format!("cannot serve the control API on {addr}"), e))?;
     let bound = listener.local_addr().map_err(|e| Error::io("control API address", e))?;
     listener.set_nonblocking(true).map_err(|e| Error::io("control API socket", e))?;
-    let app = router(Arc::new(Shared { control, token }));
+    let (token, file) = match token {
+        Some(token) => (token, None),
+        None => {
+            let token = random_token()?;
+            let file = TokenFile::write(bound.port(), &token)?;
+            (token, Some(file))
+        }
+    };
+    let app = router(Arc::new(Shared { control, token: Some(token) }));
     std::thread::Builder::new()
         .name("control-api".into())
         .spawn(move || {
@@ -305,7 +321,61 @@ pub fn serve(addr: SocketAddr, token: Option<String>, control: Arc<JobControl>) 
             });
         })
         .map_err(|e| Error::io("cannot start the control API thread", e))?;
-    Ok(bound)
+    Ok((bound, file))
+}
+
+/// Where the token of a run serving the API on `port` (without
+/// `--api-token`) is kept: `$XDG_RUNTIME_DIR/weir/api/<port>.token`, else
+/// `~/.cache/weir/api/<port>.token`.
+pub fn token_path(port: u16) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("weir").join("api").join(format!("{port}.token")))
+}
+
+/// A run's token file (`0600` in a `0700` directory), removed when dropped.
+#[derive(Debug)]
+pub struct TokenFile(PathBuf);
+
+impl TokenFile {
+    fn write(port: u16, token: &str) -> Result<Self, Error> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let path = token_path(port).ok_or_else(|| {
+            Error::InvalidJob("no place for the control API token: set HOME or XDG_RUNTIME_DIR".into())
+        })?;
+        let fail = |e| Error::io(format!("cannot write the control API token {}", path.display()), e);
+        let dir = path.parent().expect("the token path has a directory");
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(fail)?;
+        // A stale file of an earlier run on this port may have had other permissions.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        file.write_all(token.as_bytes()).map_err(fail)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// 128 random bits from the OS, as hex.
+fn random_token() -> Result<String, Error> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("cannot make a control API token from /dev/urandom", e))?;
+    Ok(hex::encode(bytes))
 }
 
 /// A client of a job's control API.
@@ -323,6 +393,11 @@ impl Client {
     pub fn new(addr: &str, token: Option<String>) -> Result<Self, Error> {
         crate::checkpoint::storage::install_crypto_provider();
         let base = if addr.contains("://") { addr.trim_end_matches('/').to_owned() } else { format!("http://{addr}") };
+        // Without a token, use the one the run left for its user.
+        let token = token.or_else(|| {
+            let port = base.rsplit(':').next()?.trim_end_matches('/').parse().ok()?;
+            std::fs::read_to_string(token_path(port)?).ok().map(|t| t.trim().to_owned())
+        });
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(600))
             .build()

@@ -171,15 +171,21 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     if options.handle_signals {
         crate::signals::watch(control.clone());
     }
-    if let Some(api) = &options.api {
-        match api::serve(api.addr, api.token.clone(), control.clone()) {
-            Ok(bound) => tracing::info!("control API on http://{bound}"),
+    // Held until `weir run` returns: the per-run API token's file.
+    let _token_file = match &options.api {
+        Some(api) => match api::serve(api.addr, api.token.clone(), control.clone()) {
+            Ok((bound, file)) => {
+                tracing::info!("control API on http://{bound}");
+                file
+            }
             Err(Error::Io { context, source }) if api.optional => {
                 tracing::warn!("{context}: {source}; running without the control API (choose a port with --api)");
+                None
             }
             Err(e) => return Err(e),
-        }
-    }
+        },
+        None => None,
+    };
     // Checkpoints older than `since` belong to a run this one replaced
     // (`--fresh`, `--from-savepoint`).
     let mut since = 0;

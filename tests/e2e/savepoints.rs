@@ -264,6 +264,40 @@ fn api_off_loopback_requires_a_token() {
     run.finish().expect_code(3);
 }
 
+/// Issue 11 #7: on loopback without `--api-token`, the API still needs a
+/// token — a random one per run, in a file only this user can read (where
+/// the CLI finds it) and gone when the run ends. A local process without it
+/// is refused.
+#[test]
+fn the_api_answers_only_the_user_who_started_the_job() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let runtime = dir.join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    write(dir, "in.txt", &text(20_000, 40));
+    write(dir, "job.toml", &job(&wasm("word_stats_v1"), "stats", 1, SLOW));
+    let mut run = Background::start(dir, "run", &["run", "job.toml", "--api", "127.0.0.1:0"], &env);
+    let addr = api_address(dir, "run", &mut run, "control API on http://");
+    let port = addr.rsplit(':').next().unwrap();
+    let token_file = runtime.join(format!("weir/api/{port}.token"));
+    assert_eq!(std::fs::metadata(&token_file).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(token_file.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+    // Any other local process: no token, no control.
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.write_all(b"POST /v1/cancel HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // The user's CLI finds the token.
+    crate::weir_env(dir, &["status", "--api", &addr], &env).expect_code(0);
+    crate::weir_env(dir, &["cancel", "--api", &addr], &env).expect_code(0);
+    run.finish().expect_code(3);
+    assert!(!token_file.exists(), "the token file outlived the run");
+}
+
 /// Records without a key on a `partition = "key"` edge are routed by their
 /// value, and `count` must keep its state under that same key: counted at
 /// parallelism 2, stopped with a savepoint and resumed at parallelism 1,
