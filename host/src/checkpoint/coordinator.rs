@@ -398,7 +398,8 @@ impl Coordinator {
             }
             Action::WriteManifest { id, finished } => {
                 let result = self.write_manifest(id, finished, d)?;
-                d.follow_ups.push_back(Input::ManifestWritten { id, result });
+                // Next, before anything already queued (a `Cancelled`, say).
+                d.follow_ups.push_front(Input::ManifestWritten { id, result });
             }
             Action::Commit { id, finals } => {
                 self.check_lease()?;
@@ -543,11 +544,24 @@ impl Coordinator {
         if result != PutResult::Ok {
             return Ok(result);
         }
-        if let Err(fenced) = self.check_lease() {
-            // Taken over while writing: the new owner may not have seen this
-            // manifest, so it must not exist (we wrote it; we may delete it).
-            let _ = target.storage.delete_objects(&target.dir, &[path]);
-            return Err(fenced);
+        match self.check_lease() {
+            Ok(()) => {}
+            Err(fenced @ Error::Conflict(_)) => {
+                // Taken over while writing: the new owner may not have seen
+                // this manifest, so it must not exist (we wrote it; we may
+                // delete it).
+                if let Err(e) = retry(3, || target.storage.delete_objects(&target.dir, std::slice::from_ref(&path))) {
+                    tracing::error!(
+                        "fenced, and could not delete the manifest of checkpoint {id} this run had just written \
+                         ({e}): delete {} by hand before running the job again",
+                        target.storage.location(&path)
+                    );
+                }
+                return Err(fenced);
+            }
+            // The store cannot say: the manifest stays (it is complete and
+            // ours as far as we know), and the attempt fails on this error.
+            Err(e) => return Err(e),
         }
         let message = format!(
             "{kind} {id} complete{}: {} ms, {} bytes, max alignment {} ms",
@@ -633,6 +647,20 @@ impl Coordinator {
             });
         }
         Ok(())
+    }
+}
+
+/// Runs `f` up to `times` times until it succeeds.
+fn retry<T>(times: u32, mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(_) if attempt < times => {
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

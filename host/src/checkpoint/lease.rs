@@ -41,6 +41,13 @@ pub struct Owner {
     pub process_start: Option<u64>,
     /// When it took the job (ms since the Unix epoch).
     pub started_at_ms: u64,
+    /// The kernel's boot id: a pid means something only within one boot.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The inode of the pid namespace: containers sharing a host name (a
+    /// rescheduled pod) have pids of their own.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 impl Owner {
@@ -51,6 +58,8 @@ impl Owner {
             host: host_name(),
             pid,
             process_start: process_start(pid),
+            boot_id: boot_id(),
+            pid_ns: pid_namespace(),
             started_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -59,7 +68,7 @@ impl Owner {
 
     /// Whether the run may still be alive (see the module doc).
     pub fn may_be_alive(&self) -> bool {
-        if self.host != host_name() {
+        if !self.is_local() {
             return true;
         }
         match (process_start(self.pid), self.process_start) {
@@ -67,6 +76,12 @@ impl Owner {
             (Some(_), None) => true,
             (None, _) => false,
         }
+    }
+
+    /// Whether its pid can be checked here: same host name, same boot, same
+    /// pid namespace.
+    fn is_local(&self) -> bool {
+        self.host == host_name() && self.boot_id == boot_id() && self.pid_ns == pid_namespace()
     }
 
     fn describe(&self) -> String {
@@ -177,7 +192,13 @@ impl Lease {
     /// cannot say (then nothing may be published either).
     pub fn check(&self) -> Result<(), Error> {
         let next = self.storage.paths().owner(self.epoch + 1);
-        if !self.fenced.load(Ordering::Relaxed) && !self.storage.exists(&next)? {
+        // Fenced if a newer epoch exists — or if our own record is gone:
+        // later owners delete records two epochs back, so after two more
+        // takeovers `epoch + 1` may have vanished too.
+        if !self.fenced.load(Ordering::Relaxed)
+            && !self.storage.exists(&next)?
+            && self.storage.exists(&self.storage.paths().owner(self.epoch))?
+        {
             return Ok(());
         }
         self.fenced.store(true, Ordering::Relaxed);
@@ -223,7 +244,7 @@ const FENCED_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// a few check intervals.
 fn wait_until_gone(old: &Owner) {
     let started = std::time::Instant::now();
-    let local = old.host == host_name();
+    let local = old.is_local();
     tracing::info!("waiting for the fenced run ({}) to stop", old.describe());
     while started.elapsed() < FENCED_GRACE {
         if local && !old.may_be_alive() {
@@ -265,6 +286,15 @@ fn put_patiently(storage: &Storage, path: &object_store::path::Path, record: &[u
     Err(last.unwrap_or_else(|| Error::Internal("writing the ownership record: no attempt made".into())))
 }
 
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|b| b.trim().to_owned())
+}
+
+fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -292,8 +322,10 @@ mod tests {
         assert!(me.may_be_alive());
         let reused = Owner { process_start: me.process_start.map(|s| s + 1), ..me.clone() };
         assert!(!reused.may_be_alive(), "same pid, other start time: another process");
-        let elsewhere = Owner { host: "elsewhere".into(), pid: u32::MAX, ..me };
+        let elsewhere = Owner { host: "elsewhere".into(), pid: u32::MAX, ..me.clone() };
         assert!(elsewhere.may_be_alive(), "another host cannot be checked");
+        let other_pod = Owner { pid_ns: me.pid_ns.map(|n| n + 1), pid: u32::MAX, ..me };
+        assert!(other_pod.may_be_alive(), "another pid namespace (a container of the same name) cannot be checked");
     }
 
     #[test]
@@ -307,5 +339,13 @@ mod tests {
         assert_eq!(second.epoch(), first.epoch() + 1);
         assert!(matches!(first.check(), Err(Error::Conflict(_))));
         second.check().unwrap();
+        // Two more owners later, epoch 1 and 2's records are gone: the first
+        // run still knows it is fenced (found in review).
+        let third = Lease::acquire(storage.clone(), true).unwrap();
+        let fourth = Lease::acquire(storage.clone(), true).unwrap();
+        let stale = Lease { storage, epoch: first.epoch(), fenced: AtomicBool::new(false) };
+        assert!(matches!(stale.check(), Err(Error::Conflict(_))));
+        assert!(matches!(third.check(), Err(Error::Conflict(_))));
+        fourth.check().unwrap();
     }
 }

@@ -495,10 +495,13 @@ impl Protocol {
 
     fn expire(&mut self, out: &mut Vec<Action>) {
         let timeout = self.settings.timeout_ms;
+        // A checkpoint whose manifest is being written is decided by that
+        // write's outcome, not by the clock: abandoning it would delete the
+        // state under a manifest that may already exist.
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| self.now.saturating_sub(p.triggered_at) > timeout)
+            .filter(|(_, p)| !p.manifest_requested && self.now.saturating_sub(p.triggered_at) > timeout)
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
@@ -585,7 +588,8 @@ impl Protocol {
     fn cancel(&mut self, out: &mut Vec<Action>) {
         // Over first: abandoning a stop savepoint must not also fail the job.
         self.over = true;
-        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        // As in `expire`: a manifest write in flight decides its checkpoint.
+        let ids: Vec<u64> = self.pending.iter().filter(|(_, p)| !p.manifest_requested).map(|(&id, _)| id).collect();
         for id in ids {
             self.abandon(id, "the job is stopping".into(), false, false, out);
         }

@@ -106,8 +106,21 @@ fn is_transient(e: &object_store::Error) -> bool {
 /// what was written is never read back whole.)
 async fn put_verified(store: &dyn ObjectStore, path: &Path, bytes: Vec<u8>, url: &str) -> Result<(), Error> {
     let size = bytes.len() as u64;
+    let bytes = Bytes::from(bytes);
     let context = || format!("writing {path} to {url}");
-    store.put_opts(path, PutPayload::from(bytes), PutMode::Create.into()).await.map_err(storage_error(context()))?;
+    match store.put_opts(path, PutPayload::from(bytes.clone()), PutMode::Create.into()).await {
+        Ok(_) => {}
+        // "Already there" may be our own write, retried by a lower layer
+        // after its acknowledgement was lost: the same bytes are ours.
+        Err(e @ (object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })) => {
+            let held = async { store.get(path).await?.bytes().await }.await;
+            if held.is_ok_and(|held| held == bytes) {
+                return Ok(());
+            }
+            return Err(storage_error(context())(e));
+        }
+        Err(e) => return Err(storage_error(context())(e)),
+    }
     let held = store.head(path).await.map_err(storage_error(context()))?.size;
     if held != size {
         return Err(Error::Corrupt(format!("{}: the store holds {held} bytes of {size} written", context())));

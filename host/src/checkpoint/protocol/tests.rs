@@ -562,6 +562,24 @@ fn a_restored_final_checkpoint_is_not_written_again() {
     assert_eq!(actions, [Action::Commit { id: 7, finals: vec![(0, 0), (1, 0)] }, Action::Finish(End::Finished)]);
 }
 
+/// A checkpoint whose manifest is being written is not abandoned by a
+/// timeout or a cancel meanwhile: that would delete state under a manifest
+/// that may exist (found in review).
+#[test]
+fn a_manifest_in_flight_is_never_abandoned() {
+    let mut p = Protocol::new(settings(), Facts { next_id: 1, ..Facts::default() }, 0);
+    p.step(10, Input::Tick);
+    p.step(11, Input::Acked { id: 1, key: (0, 0) });
+    p.step(11, Input::Acked { id: 1, key: (1, 0) });
+    p.step(12, Input::Uploaded { id: 1, key: (0, 0), result: PutResult::Ok });
+    let actions = p.step(12, Input::Uploaded { id: 1, key: (1, 0), result: PutResult::Ok });
+    assert!(actions.contains(&Action::WriteManifest { id: 1, finished: false }), "{actions:?}");
+    let actions = p.step(5_000, Input::Tick);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Abandon { id: 1, .. })), "{actions:?}");
+    let actions = p.step(5_001, Input::Cancelled);
+    assert_eq!(actions, [Action::Finish(End::Stopped)]);
+}
+
 /// Regression (issue 10 #2): a savepoint that is not a stop commits nothing.
 #[test]
 fn an_intermediate_savepoint_commits_nothing() {
