@@ -79,33 +79,6 @@ pub fn checkpoint_store(plan: &JobPlan) -> Result<(CheckpointSpec, Arc<Storage>)
     Ok((spec, storage))
 }
 
-/// After a stop-with-savepoint: the savepoint becomes the job's newest
-/// checkpoint too (same id), so a plain rerun resumes exactly where the job
-/// stopped instead of rolling back to the checkpoint before — which would
-/// retract output the stop committed. Failing here costs only that (the
-/// savepoint itself is complete), so it is a warning.
-fn record_stop(
-    plan: &JobPlan,
-    modules: &[Option<OperatorModule>],
-    storage: &Storage,
-    lease: Option<&Lease>,
-    info: &crate::checkpoint::coordinator::SavepointInfo,
-) {
-    let written = open_savepoint(&info.path, &plan.name)
-        .and_then(|store| restore::from_savepoint(&store, plan, modules, false))
-        .and_then(|restored| {
-            let infos = dataflow::node_infos(plan, modules);
-            restore::write_restore_point(storage, lease, plan, &infos, &restored, info.id)
-        });
-    if let Err(e) = written {
-        tracing::warn!(
-            "could not record savepoint {} as the job's checkpoint ({e}); a plain rerun resumes from the \
-             checkpoint before it",
-            info.id
-        );
-    }
-}
-
 /// Whether a store URL names a store only this process can see (no lease needed).
 fn is_process_local(url: &str) -> bool {
     url.trim_start_matches("faulty+").starts_with("memory:")
@@ -222,9 +195,6 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
         let cause = match attempt_ctx.run(attempt, since) {
             Ok(summary) => {
                 control.set_state(if summary.stopped_with.is_some() { "stopped" } else { "finished" });
-                if let (Some(info), Some(_)) = (&summary.stopped_with, &plan.checkpoint) {
-                    record_stop(&plan, &modules, &storage, lease.as_deref(), info);
-                }
                 return Ok(summary);
             }
             Err((e, _)) if !e.is_retryable() => {
@@ -281,10 +251,13 @@ impl Attempt<'_> {
             .next_id()
             .max(self.stats.last_triggered.load(Ordering::Relaxed).saturating_add(1))
             .max(self.savepoint.map_or(0, |s| s.id().saturating_add(1)));
+        // A checkpoint skipped as damaged is not one of the `retain` kept;
+        // it goes once this run has a complete checkpoint of its own.
+        let damaged = |id: u64| found.skipped.iter().any(|(s, _)| *s == id);
         Facts {
             next_id,
-            complete: listed.iter().filter(|l| l.has_manifest).map(|l| l.id).collect(),
-            leftovers: listed.iter().filter(|l| !l.has_manifest).map(|l| l.id).collect(),
+            complete: listed.iter().filter(|l| l.has_manifest && !damaged(l.id)).map(|l| l.id).collect(),
+            leftovers: listed.iter().filter(|l| !l.has_manifest || damaged(l.id)).map(|l| l.id).collect(),
             restored_final: found.restored.as_ref().filter(|r| r.manifest.finished).map(Restored::id),
         }
     }

@@ -145,6 +145,23 @@ fn a_savepoint_before_the_first_checkpoint_commits_nothing() {
     assert_output_exact(dir, &text);
 }
 
+/// A savepoint taken while the job runs leaves its last output uncommitted
+/// until the next checkpoint; a rerun before that removes it. Resuming from
+/// that savepoint then is refused up front (exit 2), saying why — not a
+/// failure at run time (found in review).
+#[test]
+fn a_savepoint_whose_output_was_rolled_back_is_refused_clearly() {
+    let (tmp, _) = with_input(20_000, 117);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(8_000, "[checkpoint]\ninterval = \"1h\"\n"));
+    let (run, addr) = start(dir, "first", &[]);
+    let sp = savepoint(dir, &addr, false, "sp");
+    run.kill();
+    weir(dir, &["run", "job.toml", "--quiet", "--no-api"]).expect_code(0);
+    let resumed = weir(dir, &["run", "job.toml", "--quiet", "--no-api", "--from-savepoint", sp.to_str().unwrap()]);
+    resumed.expect_code(2).expect_stderr(&["is gone", "stop savepoint"]);
+}
+
 /// Defect 3: a second `weir run` of a live job is refused (exit 2) naming
 /// the first; `--takeover` fences the first, which stops without
 /// committing anything more, and the output is still exactly-once.

@@ -248,6 +248,8 @@ struct Driver {
     targets: BTreeMap<u64, Target>,
     /// Where abandoned checkpoints were going (a late upload is deleted there).
     gone: HashMap<u64, (Arc<Storage>, Path)>,
+    /// Where complete savepoints are.
+    saved: HashMap<u64, (Arc<Storage>, Path)>,
     requests: HashMap<u64, SavepointRequest>,
     next_request: u64,
     savepoints: HashMap<u64, SavepointInfo>,
@@ -307,6 +309,7 @@ impl Coordinator {
             finals: HashMap::new(),
             targets: BTreeMap::new(),
             gone: HashMap::new(),
+            saved: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
             savepoints: HashMap::new(),
@@ -412,6 +415,17 @@ impl Coordinator {
             }
             Action::SavepointDone { request, id } => {
                 if let (Some(req), Some(info)) = (d.requests.remove(&request), d.savepoints.get(&id)) {
+                    if req.stop && self.periodic {
+                        // Before anything commits: the stop savepoint becomes
+                        // the job's newest checkpoint too, so no rerun rolls
+                        // back past output this stop is about to commit.
+                        if let Err(e) = self.record_in_store(id, d) {
+                            let why =
+                                format!("stop-with-savepoint {id} could not be recorded as the job's checkpoint: {e}");
+                            let _ = req.reply.send(Err(why.clone()));
+                            return Err(Error::Checkpoint(why));
+                        }
+                    }
                     tracing::info!("savepoint {id} is at {}", info.path);
                     let _ = req.reply.send(Ok(info.clone()));
                 }
@@ -592,9 +606,29 @@ impl Coordinator {
         self.stats.last_duration_ms.store(manifest.duration_ms, Ordering::Relaxed);
         self.stats.last_bytes.store(total_bytes, Ordering::Relaxed);
         self.stats.last_alignment_ms.store(max_alignment, Ordering::Relaxed);
-        d.targets.remove(&id);
-        d.held.retain(|(c, _), _| *c > id);
+        if let Some(t) = d.targets.remove(&id).filter(|t| t.savepoint) {
+            d.saved.insert(id, (t.storage, t.dir));
+        }
+        d.held.retain(|(c, _), _| *c != id);
         Ok(PutResult::Ok)
+    }
+
+    /// Copies complete savepoint `id` into the job's store as checkpoint
+    /// `id` (its ids are the job's: the name is free), manifest last.
+    fn record_in_store(&self, id: u64, d: &Driver) -> Result<(), Error> {
+        let (storage, dir) =
+            d.saved.get(&id).ok_or_else(|| Error::Internal(format!("savepoint {id}: no location to copy from")))?;
+        let manifest = storage.read_manifest_in(dir)?;
+        let into = self.storage.paths().checkpoint(id);
+        for entry in manifest.nodes.iter().flat_map(|n| &n.subtasks) {
+            let bytes = storage.get(&Paths::object_in(dir, &entry.object))?;
+            self.storage.put_new(&Paths::object_in(&into, &entry.object), bytes.to_vec())?;
+        }
+        let copy = Manifest { kind: "checkpoint".into(), ..manifest };
+        let json = serde_json::to_vec_pretty(&copy)
+            .map_err(|e| Error::Internal(format!("checkpoint {id}: manifest does not serialize: {e}")))?;
+        self.check_lease()?;
+        self.storage.put_new(&Paths::manifest_in(&into), json)
     }
 
     /// Deletes exactly the objects of `id` this run wrote (or may have), and

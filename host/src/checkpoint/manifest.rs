@@ -95,6 +95,16 @@ impl Manifest {
         }
         Ok(m)
     }
+
+    /// The `format` of a manifest, if `bytes` say one, however the rest
+    /// reads: a newer format is not damage, but the wrong Weir.
+    pub fn format_of(bytes: &[u8]) -> Option<u32> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        serde_json::from_slice::<Format>(bytes).ok().map(|f| f.format)
+    }
 }
 
 fn checkpoint_kind() -> String {

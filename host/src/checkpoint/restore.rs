@@ -139,8 +139,10 @@ fn load_states(storage: &Storage, dir: &Path, manifest: &Manifest) -> Result<Has
                     sub.checksum
                 )));
             }
-            let state =
-                state::decode(&bytes).map_err(|e| Error::Corrupt(format!("state object {}: {e}", sub.object)))?;
+            let state = state::decode_versioned(&bytes).map_err(|e| match e {
+                state::Undecodable::Unsupported(m) => Error::InvalidJob(format!("state object {}: {m}", sub.object)),
+                state::Undecodable::Corrupt(m) => Error::Corrupt(format!("state object {}: {m}", sub.object)),
+            })?;
             states.insert((node.id.clone(), sub.subtask), state);
         }
     }
@@ -307,7 +309,22 @@ fn retarget_sinks(plan: &JobPlan, states: &mut HashMap<(String, u32), TaskState>
         let NodeKind::FileSink { path } = &node.kind else { continue };
         for s in 0..node.parallelism {
             let Some(TaskState::Sink(state)) = states.get_mut(&(node.id.clone(), s)) else { continue };
-            if state.dir.as_deref().is_some_and(|saved| !file_sink::same_dir(std::path::Path::new(saved), path)) {
+            let same = state.dir.as_deref().is_none_or(|saved| file_sink::same_dir(std::path::Path::new(saved), path));
+            if same {
+                let missing = file_sink::missing_pending(path, s, state);
+                if let Some(name) = missing.first() {
+                    return Err(Error::InvalidJob(format!(
+                        "sink `{}` subtask {s}: the savepoint's output {name} in {} is gone ({} file(s) in all): a \
+                         savepoint taken while the job ran leaves its last output uncommitted until the next \
+                         checkpoint, and a failover or rerun before that checkpoint removed it. Resume from a stop \
+                         savepoint, a later savepoint, or the job's checkpoints",
+                        node.id,
+                        path.display(),
+                        missing.len()
+                    )));
+                }
+            }
+            if !same {
                 tracing::info!(
                     "sink `{}`: the savepoint was taken writing to {}; {} starts afresh",
                     node.id,

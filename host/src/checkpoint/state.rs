@@ -201,13 +201,37 @@ pub fn encode(state: &TaskState) -> Vec<u8> {
 /// # Errors
 /// A message saying what is wrong with the bytes.
 pub fn decode(bytes: &[u8]) -> Result<TaskState, String> {
-    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not a Weir state object (bad magic)")?;
-    let (version, body) = body.split_at_checked(2).ok_or("truncated state object")?;
+    decode_versioned(bytes).map_err(|e| match e {
+        Undecodable::Unsupported(m) | Undecodable::Corrupt(m) => m,
+    })
+}
+
+/// Why a state object cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecodable {
+    /// A format this build does not read (written by a newer Weir): not
+    /// damage, so no reason to fall back to an older checkpoint.
+    Unsupported(String),
+    /// Damaged or not a state object.
+    Corrupt(String),
+}
+
+/// As [`decode`], telling an unsupported format from damage.
+///
+/// # Errors
+/// [`Undecodable`] saying which, and what is wrong.
+pub fn decode_versioned(bytes: &[u8]) -> Result<TaskState, Undecodable> {
+    let corrupt = |m: &str| Undecodable::Corrupt(m.to_owned());
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| corrupt("not a Weir state object (bad magic)"))?;
+    let (version, body) = body.split_at_checked(2).ok_or_else(|| corrupt("truncated state object"))?;
     let version = u16::from_le_bytes([version[0], version[1]]);
     match version {
-        1 => decode_body::<v1::TaskState>(body).map(Into::into),
-        FORMAT => decode_body(body),
-        _ => Err(format!("state object format {version} is not supported (this weir reads 1 to {FORMAT})")),
+        1 => decode_body::<v1::TaskState>(body).map(Into::into).map_err(Undecodable::Corrupt),
+        FORMAT => decode_body(body).map_err(Undecodable::Corrupt),
+        _ => Err(Undecodable::Unsupported(format!(
+            "state object format {version} is not supported (this weir reads 1 to {FORMAT}): it was written by a \
+             newer Weir"
+        ))),
     }
 }
 

@@ -286,7 +286,14 @@ impl Storage {
     /// [`Error::Storage`] if unreadable, [`Error::Corrupt`] if not a manifest.
     pub fn read_manifest_in(&self, dir: &Path) -> Result<Manifest, Error> {
         let bytes = self.get(&Paths::manifest_in(dir))?;
-        Manifest::from_json(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", self.location(dir))))
+        Manifest::from_json(&bytes).map_err(|e| match Manifest::format_of(&bytes) {
+            Some(format) if format > super::manifest::FORMAT => Error::InvalidJob(format!(
+                "{}: manifest format {format}, written by a newer Weir (this one reads {}): run that version",
+                self.location(dir),
+                super::manifest::FORMAT
+            )),
+            _ => Error::Corrupt(format!("{}: {e}", self.location(dir))),
+        })
     }
 
     /// The store's root (where a savepoint opened as its own store keeps its manifest).

@@ -205,6 +205,24 @@ pub fn fresh_state(dir: &Path, subtask: u32, finished: bool) -> Result<SinkState
     Ok(SinkState { finished, pending: Vec::new(), next_part, dir })
 }
 
+/// The pending files `state` names that are neither in progress nor
+/// committed in `dir` any more (a rollback removed them).
+pub fn missing_pending(dir: &Path, subtask: u32, state: &SinkState) -> Vec<String> {
+    state
+        .pending
+        .iter()
+        .filter(|name| {
+            let part = name
+                .strip_prefix(&format!(".part-{subtask}-"))
+                .and_then(|r| r.strip_suffix(".inprogress"))
+                .and_then(part_number);
+            let committed = part.is_some_and(|n| dir.join(format!("part-{subtask}-{n}")).exists());
+            !dir.join(name).exists() && !committed
+        })
+        .cloned()
+        .collect()
+}
+
 /// The part number of an in-progress name's middle, `<n>` or `<n>.<run tag>`.
 fn part_number(middle: &str) -> Option<u64> {
     middle.split('.').next()?.parse().ok()
