@@ -270,18 +270,26 @@ fn sigterm_cancels_in_an_orderly_way() {
     assert_output_exact(dir, &text);
 }
 
-/// Defect 10: a job resumed from a savepoint may write its sink elsewhere:
-/// the old directory keeps the output up to the savepoint, the new one gets
-/// the rest, and together they are exactly-once.
-#[test]
-fn a_savepoint_resumes_into_another_sink_directory() {
-    let (tmp, text) = with_input(20_000, 109);
+/// A checkpointed WordCount (input seeded by `seed`) run until its first
+/// checkpoint, then stopped with a savepoint: its directory, input and savepoint.
+fn stopped_with_a_savepoint(seed: u64) -> (tempfile::TempDir, String, PathBuf) {
+    let (tmp, text) = with_input(20_000, seed);
     let dir = tmp.path();
     write(dir, "job.toml", &wordcount(8_000, CHECKPOINTS));
     let (mut run, addr) = start(dir, "first", &[]);
     wait_for_checkpoint(dir, &mut run);
     let sp = savepoint(dir, &addr, true, "sp");
     run.finish().expect_code(0);
+    (tmp, text, sp)
+}
+
+/// Defect 10: a job resumed from a savepoint may write its sink elsewhere:
+/// the old directory keeps the output up to the savepoint, the new one gets
+/// the rest, and together they are exactly-once.
+#[test]
+fn a_savepoint_resumes_into_another_sink_directory() {
+    let (tmp, text, sp) = stopped_with_a_savepoint(109);
+    let dir = tmp.path();
     let resumed = weir(
         dir,
         &["run", "job.toml", "--quiet", "--from-savepoint", sp.to_str().unwrap(), "--set", "sinks.out.path=out2"],
@@ -388,13 +396,8 @@ fn a_manifest_missing_a_subtask_is_damage() {
 /// (it is also the job's newest checkpoint): nothing committed is taken back.
 #[test]
 fn a_plain_rerun_after_a_stop_resumes_from_the_savepoint() {
-    let (tmp, text) = with_input(20_000, 114);
+    let (tmp, text, sp) = stopped_with_a_savepoint(114);
     let dir = tmp.path();
-    write(dir, "job.toml", &wordcount(8_000, CHECKPOINTS));
-    let (mut run, addr) = start(dir, "first", &[]);
-    wait_for_checkpoint(dir, &mut run);
-    let sp = savepoint(dir, &addr, true, "sp");
-    run.finish().expect_code(0);
     let id: u64 = sp.file_name().unwrap().to_str().unwrap().split('-').nth(2).unwrap().parse().unwrap();
     assert_eq!(checkpoints(dir).last(), Some(&id), "the stop savepoint is the newest checkpoint");
     let rerun = weir(dir, &["run", "job.toml", "--no-api"]);
