@@ -343,7 +343,8 @@ impl TokenFile {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         let path = token_path(port).ok_or_else(|| {
-            Error::InvalidJob("no place for the control API token: set HOME or XDG_RUNTIME_DIR".into())
+            let why = std::io::Error::new(std::io::ErrorKind::NotFound, "set HOME or XDG_RUNTIME_DIR");
+            Error::io("no place for the control API token", why)
         })?;
         let fail = |e| Error::io(format!("cannot write the control API token {}", path.display()), e);
         let dir = path.parent().expect("the token path has a directory");

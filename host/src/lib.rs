@@ -36,6 +36,8 @@ pub mod connectors;
 pub mod dataflow;
 mod error;
 pub mod job;
+#[cfg(test)]
+mod no_panic;
 pub mod progress;
 pub mod run;
 pub mod signals;

@@ -235,18 +235,49 @@ pub fn decode_versioned(bytes: &[u8]) -> Result<TaskState, Undecodable> {
     }
 }
 
+/// Decodes `body`, never allocating for a length the bytes cannot hold: a
+/// hostile length field (a valid checksum is easy to compute) would
+/// otherwise make the allocator abort the host. bincode checks every
+/// container's claimed size against a limit before allocating; the limit is
+/// a constant, so it is picked by tier — at least 32× the body (a valid
+/// container may claim up to `size_of` of its elements per encoded byte).
 fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let (state, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| format!("corrupt state object: {e}"))?;
+    const KIB: usize = 1 << 10;
+    let decoded = match body.len() {
+        n if n <= 2 * KIB => limited::<T, { 64 * KIB }>(body),
+        n if n <= 2 * KIB * KIB => limited::<T, { 64 * KIB * KIB }>(body),
+        n if n <= 64 * KIB * KIB => limited::<T, { 2 * KIB * KIB * KIB }>(body),
+        _ => limited::<T, { 64 * KIB * KIB * KIB }>(body),
+    };
+    let (state, used) = decoded.map_err(|e| format!("corrupt state object: {e}"))?;
     if used != body.len() {
         return Err("corrupt state object: trailing bytes".into());
     }
     Ok(state)
 }
 
+fn limited<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    body: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<LIMIT>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the bounded fuzzing (`no_panic`): a length field claiming
+    /// petabytes made the allocator abort the host.
+    #[test]
+    fn a_hostile_length_is_an_error_not_an_abort() {
+        let mut bomb = MAGIC.to_vec();
+        bomb.extend_from_slice(&FORMAT.to_le_bytes());
+        // TaskState::Operator, not finished, Some(guest), version 1, no blobs,
+        // one keyed entry: group 0, then a byte length of u64::MAX / 2.
+        bomb.extend_from_slice(&[1, 0, 1, 1, 0, 1, 0, 253]);
+        bomb.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(decode(&bomb).unwrap_err().contains("corrupt"));
+    }
 
     #[test]
     fn every_kind_round_trips() {
