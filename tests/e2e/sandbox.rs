@@ -239,3 +239,15 @@ fn a_chatty_guest_is_logged_not_trapped() {
     );
     assert_eq!(committed_lines(&dir.join("out")).len(), 20_000);
 }
+
+/// Issue 11 #3: a record over `[limits] max_record` fails the job, naming
+/// the operator, instead of travelling on; records under it move in batches
+/// bounded in bytes, so big records cannot pile up in the host.
+#[test]
+fn an_oversized_record_fails_the_job_naming_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ["--set", "limits.max_record=\"1MiB\"", "--set", "job.batch_size=4"];
+    let run = run_guest(dir.path(), "panic_at", "at = 0, big = 4194304", &limits);
+    run.expect_code(1).expect_stderr(&["operator `bad`", "4194304 bytes", "max_record"]);
+    assert_no_partial_output(dir.path());
+}

@@ -299,6 +299,7 @@ pub fn start(
             let out = Outputs::new(
                 std::mem::take(&mut senders[tail][s as usize]),
                 plan.batch_size,
+                usize::try_from(plan.limits.max_record).unwrap_or(usize::MAX),
                 stats[tail].metrics.clone(),
             );
             let task: Task = match &node.kind {

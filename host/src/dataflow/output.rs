@@ -24,6 +24,11 @@ use crate::job::spec::Partition;
 /// Channel capacity, in batches, between two subtasks.
 pub const CHANNEL_CAPACITY: usize = 4;
 
+/// A batch is sent once it holds this many bytes, however few records: with
+/// [`CHANNEL_CAPACITY`] this bounds what waits between two subtasks to about
+/// 4 × (this + one record), whatever the record sizes.
+pub const BATCH_BYTES: usize = 1 << 20;
+
 /// One outgoing edge of one subtask.
 pub struct EdgeOutput {
     partition: Partition,
@@ -84,7 +89,7 @@ impl EdgeOutput {
     fn pushed(&mut self, target: usize, batch_size: usize) -> Result<(), Cancelled> {
         let buf = &mut self.buffers[target];
         buf.records += 1;
-        if buf.records >= batch_size {
+        if buf.records >= batch_size || buf.bytes.len() >= BATCH_BYTES {
             self.send(target)?;
         }
         Ok(())
@@ -112,13 +117,29 @@ impl EdgeOutput {
 ///
 /// # Errors
 /// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on `blame`).
-pub fn count_records(batch: &[u8], blame: impl Fn() -> (String, u32)) -> Result<usize, TaskError> {
+pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> (String, u32)) -> Result<usize, TaskError> {
     let mut count = 0;
     for rec in frame::read(batch) {
-        rec.map_err(|e| malformed(&blame, &e))?;
+        let rec = rec.map_err(|e| malformed(&blame, &e))?;
+        check_size(&rec, max_record, &blame)?;
         count += 1;
     }
     Ok(count)
+}
+
+/// A record larger than `[limits] max_record` fails the task, naming who emitted it.
+fn check_size(
+    rec: &frame::RecordRef<'_>,
+    max_record: usize,
+    blame: &impl Fn() -> (String, u32),
+) -> Result<(), TaskError> {
+    let size = rec.value.len() + rec.key.map_or(0, <[u8]>::len);
+    if size <= max_record {
+        return Ok(());
+    }
+    let (operator, subtask) = blame();
+    let why = format!("it emitted a record of {size} bytes, more than [limits] max_record ({max_record} bytes)");
+    Err(TaskError::Failed(GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(why) }.into()))
 }
 
 fn malformed(blame: &impl Fn() -> (String, u32), e: &frame::FrameError) -> TaskError {
@@ -137,13 +158,20 @@ enum Route {
 pub struct Outputs {
     edges: Vec<EdgeOutput>,
     batch_size: usize,
+    max_record: usize,
     metrics: Arc<NodeMetrics>,
 }
 
 impl Outputs {
-    /// Outputs over `edges`, sending batches of `batch_size` records.
-    pub fn new(edges: Vec<EdgeOutput>, batch_size: usize, metrics: Arc<NodeMetrics>) -> Self {
-        Self { edges, batch_size, metrics }
+    /// Outputs over `edges`, sending batches of `batch_size` records (or
+    /// [`BATCH_BYTES`]), refusing records over `max_record` bytes.
+    pub fn new(edges: Vec<EdgeOutput>, batch_size: usize, max_record: usize, metrics: Arc<NodeMetrics>) -> Self {
+        Self { edges, batch_size, max_record, metrics }
+    }
+
+    /// The largest record this task may emit.
+    pub fn max_record(&self) -> usize {
+        self.max_record
     }
 
     /// Routes every record of the framed `batch` to every edge.
@@ -158,6 +186,7 @@ impl Outputs {
             let start = reader.offset();
             let Some(rec) = reader.next() else { break };
             let rec = rec.map_err(|e| malformed(&blame, &e))?;
+            check_size(&rec, self.max_record, &blame)?;
             let raw = &batch[start..reader.offset()];
             count += 1;
             for edge in &mut self.edges {
@@ -225,7 +254,7 @@ mod tests {
     fn outputs(partition: Partition, n: usize) -> (Outputs, Vec<crossbeam_channel::Receiver<Message>>) {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
         let edge = EdgeOutput::new(partition, txs, 128);
-        (Outputs::new(vec![edge], 3, Arc::default()), rxs)
+        (Outputs::new(vec![edge], 3, 1 << 20, Arc::default()), rxs)
     }
 
     #[test]

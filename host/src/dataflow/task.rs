@@ -314,7 +314,7 @@ impl Chain {
     /// Checks and counts a chained operator's output (what a channel hop would check).
     fn count(&self, at: usize, produced: &[u8]) -> Result<usize, TaskError> {
         let stage = &self.stages[at];
-        let records = count_records(produced, || stage.blame())?;
+        let records = count_records(produced, self.out.max_record(), || stage.blame())?;
         stage.metrics.add_out(records as u64);
         Ok(records)
     }

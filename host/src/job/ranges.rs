@@ -22,6 +22,8 @@ pub const RATE: (f64, f64) = (0.001, 1e12);
 pub const WORDS_PER_LINE: (u32, u32) = (1, 10_000);
 /// `[limits] memory` (a guest is 32-bit Wasm: 4 GiB is all it can address).
 pub const MEMORY: (u64, u64) = (1 << 20, 4 << 30);
+/// `[limits] max_record`.
+pub const MAX_RECORD: (u64, u64) = (1 << 10, 1 << 30);
 /// `[limits] call_timeout` (the epoch tick is 10 ms).
 pub const CALL_TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), DAY);
 /// `[checkpoint] interval`, `timeout`.
@@ -86,6 +88,7 @@ pub fn check(spec: &JobSpec, name: &str) -> Result<(), Error> {
         )));
     }
     within_time("[limits] call_timeout", spec.limits.call_timeout, CALL_TIMEOUT)?;
+    within("[limits] max_record (bytes)", spec.limits.max_record, MAX_RECORD)?;
     if let Some(c) = &spec.checkpoint {
         within_time("[checkpoint] interval", c.interval, CHECKPOINT_TIME)?;
         within_time("[checkpoint] timeout", c.timeout, CHECKPOINT_TIME)?;

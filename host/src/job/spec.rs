@@ -59,11 +59,15 @@ pub struct LimitsSpec {
     /// Longest a single call into a guest may run, e.g. `"5s"`.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// Largest record (key + value) an operator or source may emit, e.g.
+    /// `"16MiB"`; a larger one fails the job naming who emitted it.
+    #[serde(with = "bytes")]
+    pub max_record: u64,
 }
 
 impl Default for LimitsSpec {
     fn default() -> Self {
-        Self { memory: 512 << 20, call_timeout: Duration::from_secs(5) }
+        Self { memory: 512 << 20, call_timeout: Duration::from_secs(5), max_record: 16 << 20 }
     }
 }
 

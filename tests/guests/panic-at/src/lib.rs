@@ -4,7 +4,8 @@
 //! returns an error instead of panicking; with `hostile = true` that error
 //! (and the panic message) is 1 MiB long, full of ANSI escapes and newlines
 //! that try to forge host log lines. With `chatty = true` it writes a line to
-//! stderr for every record (`at = 0`: it never panics).
+//! stderr for every record (`at = 0`: it never panics). With
+//! `big = N` it emits, for every record, a value of N bytes instead.
 
 use weir_sdk::{Context, Emitter, Error, Operator, Record, Result};
 
@@ -17,6 +18,7 @@ struct Config {
     hostile: bool,
     #[serde(default)]
     chatty: bool,
+    big: Option<usize>,
     attempts: Option<u32>,
 }
 
@@ -26,6 +28,7 @@ struct PanicAt {
     error: bool,
     hostile: bool,
     chatty: bool,
+    big: Option<usize>,
     seen: u64,
 }
 
@@ -35,6 +38,7 @@ impl Operator for PanicAt {
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
         (self.at, self.error, self.hostile, self.chatty) = (config.at, config.error, config.hostile, config.chatty);
+        self.big = config.big;
         if config.attempts.is_some_and(|n| ctx.info().attempt >= n) {
             self.at = 0;
         }
@@ -54,7 +58,10 @@ impl Operator for PanicAt {
             }
             panic!("boom at record {}{tail}", self.seen);
         }
-        out.emit(rec.value);
+        match self.big {
+            Some(n) => out.emit(vec![b'x'; n].as_slice()),
+            None => out.emit(rec.value),
+        }
         Ok(())
     }
 }
