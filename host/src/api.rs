@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -232,8 +233,16 @@ async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     next.run(request).await
 }
 
-async fn savepoint_handler(shared: Arc<Shared>, body: Option<Json<SavepointBody>>, stop: bool) -> Response {
-    let target = body.and_then(|Json(b)| b.target);
+/// A savepoint request's body: none at all is fine (no target); one that is
+/// not the documented JSON is answered in the documented error JSON.
+type Body = Result<Json<SavepointBody>, JsonRejection>;
+
+async fn savepoint_handler(shared: Arc<Shared>, body: Body, stop: bool) -> Response {
+    let target = match body {
+        Ok(Json(b)) => b.target,
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
     let control = shared.control.clone();
     match tokio::task::spawn_blocking(move || control.savepoint(target, stop)).await {
         Ok(Ok(info)) => Json(info).into_response(),
@@ -252,14 +261,8 @@ fn router(shared: Arc<Shared>) -> Router {
                 Json(json!({ "checkpoints": history }))
             }),
         )
-        .route(
-            "/v1/savepoints",
-            post(|State(s): State<Arc<Shared>>, body: Option<Json<SavepointBody>>| savepoint_handler(s, body, false)),
-        )
-        .route(
-            "/v1/stop",
-            post(|State(s): State<Arc<Shared>>, body: Option<Json<SavepointBody>>| savepoint_handler(s, body, true)),
-        )
+        .route("/v1/savepoints", post(|State(s): State<Arc<Shared>>, body: Body| savepoint_handler(s, body, false)))
+        .route("/v1/stop", post(|State(s): State<Arc<Shared>>, body: Body| savepoint_handler(s, body, true)))
         .route(
             "/v1/cancel",
             post(|State(s): State<Arc<Shared>>| async move {
@@ -268,6 +271,12 @@ fn router(shared: Arc<Shared>) -> Router {
             }),
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the README's control API section") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "wrong method for this endpoint; see the README's control API section",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
 }

@@ -194,7 +194,7 @@ fn two_runs_never_share_an_output_directory() {
     write(dir, "job.toml", &wordcount(8_000, ""));
     let (first, _) = start(dir, "first", &[]);
     let second = weir(dir, &["run", "job.toml", "--quiet", "--no-api"]);
-    second.expect_code(2).expect_stderr(&["is being written by another weir process"]);
+    second.expect_code(2).expect_stderr(&["sink `out`", "is being written by another weir process"]);
     first.finish().expect_code(0);
     assert_output_exact(dir, &text);
 }

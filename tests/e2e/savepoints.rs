@@ -291,6 +291,36 @@ fn the_api_answers_only_the_user_who_started_the_job() {
     let mut answer = String::new();
     raw.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // Every error answer is the documented JSON, whatever went wrong.
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let ask = |request: String| {
+        let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+        raw.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let auth = format!("Authorization: Bearer {token}\r\nConnection: close\r\n");
+    for (request, status) in [
+        (
+            format!(
+                "POST /v1/savepoints HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 8\r\n\r\nnot json"
+            ),
+            "400",
+        ),
+        (
+            format!(
+                "POST /v1/savepoints HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{{\"bogus\":1}}"
+            ),
+            "422",
+        ),
+        (format!("GET /v1/stop HTTP/1.1\r\nHost: x\r\n{auth}\r\n"), "405"),
+        (format!("GET /v1/nothing HTTP/1.1\r\nHost: x\r\n{auth}\r\n"), "404"),
+    ] {
+        let answer = ask(request.clone());
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{request:?} answered {answer:?}");
+        assert!(answer.contains("application/json") && answer.contains("{\"error\":"), "{answer}");
+    }
     // The user's CLI finds the token.
     crate::weir_env(dir, &["status", "--api", &addr], &env).expect_code(0);
     crate::weir_env(dir, &["cancel", "--api", &addr], &env).expect_code(0);

@@ -443,7 +443,13 @@ fn member(
         },
         NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink => MemberKind::Sink {
             sink: match &node.kind {
-                NodeKind::FileSink { path } => Box::new(FileSink::new(path, s)?),
+                NodeKind::FileSink { path } => Box::new(FileSink::new(path, s).map_err(|e| match e {
+                    Error::Io { context, source } => {
+                        Error::Io { context: format!("sink `{}`: {context}", node.id), source }
+                    }
+                    Error::Conflict(msg) => Error::Conflict(format!("sink `{}`: {msg}", node.id)),
+                    other => other,
+                })?),
                 NodeKind::StdoutSink => Box::new(StdoutSink::default()),
                 _ => Box::new(DiscardSink),
             },
