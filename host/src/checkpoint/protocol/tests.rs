@@ -3,7 +3,8 @@
 //! their acknowledgement, manifest writes that do the same, savepoints,
 //! stops, in-process failovers and process kills — with the invariants
 //! checked after every action. A failing seed replays:
-//! `WEIR_SIM_SEED=1234 cargo test -p weir-host protocol::tests::simulation`.
+//! `WEIR_SIM_SEED=1234 cargo test -p weir-host protocol::tests::simulation`
+//! (`WEIR_SIM_CASES=N` runs more schedules).
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -507,7 +508,7 @@ impl Sim {
 fn simulation() {
     let seeds: Vec<u64> = match std::env::var("WEIR_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("WEIR_SIM_SEED is a number")],
-        Err(_) => (0..2_000).collect(),
+        Err(_) => (0..std::env::var("WEIR_SIM_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_000)).collect(),
     };
     let mut total = Stats::default();
     for seed in seeds {
