@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod connectors;
 pub mod dataflow;
 mod error;
+pub mod fuzzing;
 pub mod job;
 #[cfg(test)]
 mod no_panic;

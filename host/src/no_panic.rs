@@ -1,14 +1,14 @@
 //! Bounded fuzzing inside `cargo test`: seeded random and mutated inputs
-//! for every parser of outside data — job files with `--set` overrides
-//! (through planning), record frames, state objects, manifests — each
-//! checked to end in `Ok` or `Err`, never a panic. A failing case prints its
-//! seed; `WEIR_FUZZ_SEED=N` replays it, `WEIR_FUZZ_CASES=N` runs more.
+//! for each of the [`crate::fuzzing`] targets, checked never to panic. A
+//! failing case prints its seed; `WEIR_FUZZ_SEED=N` replays it,
+//! `WEIR_FUZZ_CASES=N` runs more.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::checkpoint::manifest::Manifest;
 use crate::checkpoint::state::{self, GuestState, KeyGroupBytes, OperatorState, SinkState, SourcePosition, TaskState};
-use crate::job::{BuiltinDirs, Override};
+use crate::fuzzing;
+use crate::job::BuiltinDirs;
 
 fn cases() -> u64 {
     std::env::var("WEIR_FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(3_000)
@@ -152,24 +152,16 @@ fn job_files_never_panic() {
     const VALUES: &[&str] =
         &["0", "-1", "1e309", "nan", "4294967296", "\"\"", "\"1ns\"", "\"9999999years\"", "[1]", "x"];
     // The input is the mutated job, then `--set` lines after a separator.
-    const SET: &str = "\n#--set\n";
     let make = |rng: &mut fastrand::Rng| {
         let mut input = mutate(rng, JOB.as_bytes());
-        input.extend_from_slice(SET.as_bytes());
+        input.extend_from_slice(fuzzing::SET_SEPARATOR.as_bytes());
         for _ in 0..rng.usize(0..3) {
             let (k, v) = (KEYS[rng.usize(0..KEYS.len())], VALUES[rng.usize(0..VALUES.len())]);
             input.extend_from_slice(format!("{k}={v}\n").as_bytes());
         }
         input
     };
-    for_each_seed("job file", make, |bytes| {
-        let input = String::from_utf8_lossy(bytes);
-        let (text, sets) = input.rsplit_once(SET).unwrap_or((&input, ""));
-        let overrides: Vec<Override> = sets.lines().filter_map(|l| l.parse().ok()).collect();
-        if let Ok(spec) = crate::job::load::parse(text, &overrides) {
-            let _ = crate::job::plan(&spec, "fuzz", std::path::Path::new("."), &dirs);
-        }
-    });
+    for_each_seed("job file", make, |bytes| fuzzing::job_file(bytes, &dirs));
 }
 
 /// Record frames: random bytes and mutated valid batches.
@@ -181,13 +173,7 @@ fn frames_never_panic() {
     for_each_seed(
         "frame",
         |rng| if rng.bool() { mutate(rng, &valid) } else { (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect() },
-        |bytes| {
-            for record in weir_sdk::frame::read(bytes) {
-                if record.is_err() {
-                    break;
-                }
-            }
-        },
+        fuzzing::frame,
     );
 }
 
@@ -211,9 +197,7 @@ fn state_objects_never_panic() {
         let base = &encoded[rng.usize(0..encoded.len())];
         mutate(rng, base)
     };
-    for_each_seed("state object", make, |bytes| {
-        let _ = state::decode_versioned(bytes);
-    });
+    for_each_seed("state object", make, fuzzing::state_object);
 }
 
 /// Manifests: mutated JSON.
