@@ -113,11 +113,15 @@ impl EdgeOutput {
     }
 }
 
+/// Who produced a batch, for errors: operator id, subtask, and the guest
+/// call whose output it is (`process` or `finish`).
+pub type Blame = (String, u32, &'static str);
+
 /// Checks that `batch` is well framed and counts its records.
 ///
 /// # Errors
 /// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on `blame`).
-pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> (String, u32)) -> Result<usize, TaskError> {
+pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> Blame) -> Result<usize, TaskError> {
     let mut count = 0;
     for rec in frame::read(batch) {
         let rec = rec.map_err(|e| malformed(&blame, &e))?;
@@ -128,25 +132,19 @@ pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> (Strin
 }
 
 /// A record larger than `[limits] max_record` fails the task, naming who emitted it.
-fn check_size(
-    rec: &frame::RecordRef<'_>,
-    max_record: usize,
-    blame: &impl Fn() -> (String, u32),
-) -> Result<(), TaskError> {
+fn check_size(rec: &frame::RecordRef<'_>, max_record: usize, blame: &impl Fn() -> Blame) -> Result<(), TaskError> {
     let size = rec.value.len() + rec.key.map_or(0, <[u8]>::len);
     if size <= max_record {
         return Ok(());
     }
-    let (operator, subtask) = blame();
+    let (operator, subtask, call) = blame();
     let why = format!("it emitted a record of {size} bytes, more than [limits] max_record ({max_record} bytes)");
-    Err(TaskError::Failed(GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(why) }.into()))
+    Err(TaskError::Failed(GuestError { operator, subtask, call, cause: GuestFailure::Protocol(why) }.into()))
 }
 
-fn malformed(blame: &impl Fn() -> (String, u32), e: &frame::FrameError) -> TaskError {
-    let (operator, subtask) = blame();
-    TaskError::Failed(
-        GuestError { operator, subtask, call: "process", cause: GuestFailure::Protocol(e.to_string()) }.into(),
-    )
+fn malformed(blame: &impl Fn() -> Blame, e: &frame::FrameError) -> TaskError {
+    let (operator, subtask, call) = blame();
+    TaskError::Failed(GuestError { operator, subtask, call, cause: GuestFailure::Protocol(e.to_string()) }.into())
 }
 
 enum Route {
@@ -179,7 +177,7 @@ impl Outputs {
     /// # Errors
     /// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on
     /// `blame`); [`Cancelled`] if a downstream task is gone.
-    pub fn emit(&mut self, batch: &[u8], blame: impl Fn() -> (String, u32)) -> Result<(), TaskError> {
+    pub fn emit(&mut self, batch: &[u8], blame: impl Fn() -> Blame) -> Result<(), TaskError> {
         let mut reader = frame::read(batch);
         let mut count = 0u64;
         loop {
@@ -233,6 +231,19 @@ impl Outputs {
 mod tests {
     use super::*;
 
+    /// Issue 11 #8: a malformed batch from `finish` is blamed on `finish`,
+    /// and an oversized record on whoever emitted it.
+    #[test]
+    fn errors_name_the_call_that_produced_the_batch() {
+        let blame = || ("op".to_owned(), 1, "finish");
+        let Err(TaskError::Failed(e)) = count_records(&[0xff, 0xff], 1 << 20, blame) else { panic!("accepted") };
+        assert!(e.to_string().contains("failed in `finish`"), "{e}");
+        let mut big = Vec::new();
+        frame::write(&mut big, None, None, &[b'x'; 100]);
+        let Err(TaskError::Failed(e)) = count_records(&big, 10, blame) else { panic!("accepted") };
+        assert!(e.to_string().contains("100 bytes, more than [limits] max_record (10 bytes)"), "{e}");
+    }
+
     fn batch_of(keys: &[&str]) -> Vec<u8> {
         let mut b = Vec::new();
         for k in keys {
@@ -262,7 +273,7 @@ mod tests {
         let (mut out, rxs) = outputs(Partition::Key, 4);
         let keys: Vec<String> = (0..200).map(|i| format!("k{}", i % 50)).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        out.emit(&batch_of(&refs), || ("t".into(), 0)).unwrap();
+        out.emit(&batch_of(&refs), || ("t".into(), 0, "process")).unwrap();
         out.flush().unwrap();
         for (subtask, rx) in rxs.iter().enumerate() {
             let got = drain(rx);
@@ -286,7 +297,7 @@ mod tests {
         frame::write(&mut keyless, Some(b"k"), None, b"keyed");
         for n in [1, 3] {
             let (mut out, rxs) = outputs(Partition::Key, n);
-            out.emit(&keyless, || ("t".into(), 0)).unwrap();
+            out.emit(&keyless, || ("t".into(), 0, "process")).unwrap();
             out.flush().unwrap();
             let mut got = Vec::new();
             for (subtask, rx) in rxs.iter().enumerate() {
@@ -307,7 +318,7 @@ mod tests {
             assert_eq!(got[3..], [rec(b"c", b"c", Some(5)), rec(b"k", b"keyed", None)], "n = {n}");
         }
         let (mut out, rxs) = outputs(Partition::Rebalance, 1);
-        out.emit(&keyless, || ("t".into(), 0)).unwrap();
+        out.emit(&keyless, || ("t".into(), 0, "process")).unwrap();
         out.flush().unwrap();
         let mut sent = Vec::new();
         while let Ok(Message::Batch(b)) = rxs[0].try_recv() {
@@ -319,11 +330,11 @@ mod tests {
     #[test]
     fn rebalance_spreads_evenly_and_broadcast_copies() {
         let (mut out, rxs) = outputs(Partition::Rebalance, 3);
-        out.emit(&batch_of(&["a"; 9]), || ("t".into(), 0)).unwrap();
+        out.emit(&batch_of(&["a"; 9]), || ("t".into(), 0, "process")).unwrap();
         out.flush().unwrap();
         assert!(rxs.iter().all(|rx| drain(rx).len() == 3));
         let (mut out, rxs) = outputs(Partition::Broadcast, 3);
-        out.emit(&batch_of(&["a", "b"]), || ("t".into(), 0)).unwrap();
+        out.emit(&batch_of(&["a", "b"]), || ("t".into(), 0, "process")).unwrap();
         out.end().unwrap();
         for rx in &rxs {
             assert_eq!(drain(rx), ["a", "b"]);
@@ -335,7 +346,7 @@ mod tests {
         let (mut out, _rxs) = outputs(Partition::Forward, 1);
         let mut bad = batch_of(&["abc"]);
         bad.pop();
-        match out.emit(&bad, || ("op".into(), 2)) {
+        match out.emit(&bad, || ("op".into(), 2, "process")) {
             Err(TaskError::Failed(crate::Error::Guest(g))) => assert_eq!((g.operator.as_str(), g.subtask), ("op", 2)),
             Err(TaskError::Failed(e)) => panic!("wrong error {e}"),
             Err(TaskError::Cancelled) => panic!("cancelled"),

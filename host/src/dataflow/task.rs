@@ -26,7 +26,7 @@ use super::TaskError;
 use super::inputs::{Inputs, Next};
 use super::message::Barrier;
 use super::metrics::NodeMetrics;
-use super::output::{Outputs, count_records};
+use super::output::{Blame, Outputs, count_records};
 use crate::checkpoint::coordinator::{Control, TaskEvent};
 use crate::checkpoint::state::{self, OperatorState, SinkState, SourcePosition, TaskState};
 use crate::connectors::{Sink, Source, SourceStatus};
@@ -125,8 +125,8 @@ pub fn run_finished_source(mut out: Outputs, link: &Link) -> Result<(), TaskErro
 }
 
 /// Sources frame their own records, so a framing error there is a host bug.
-fn unreachable_blame() -> (String, u32) {
-    ("<source>".into(), 0)
+fn unreachable_blame() -> Blame {
+    ("<source>".into(), 0, "next_batch")
 }
 
 /// One node of a chain, before it runs.
@@ -173,6 +173,8 @@ struct Stage {
     /// and its state is final.
     finished: bool,
     work: Work,
+    /// The guest call whose output is being routed (for errors).
+    call: &'static str,
 }
 
 #[allow(clippy::large_enum_variant, reason = "one per chain member; boxing would add a hop per call")]
@@ -246,7 +248,7 @@ impl Chain {
                     (finished, Work::Sink(sink))
                 }
             };
-            self.stages.push(Stage { link, metrics, finished, work });
+            self.stages.push(Stage { link, metrics, finished, work, call: "process" });
         }
         Ok(())
     }
@@ -360,6 +362,7 @@ impl Chain {
                 _ => None,
             };
             stage.finished = true;
+            stage.call = "finish";
             if let Some(produced) = produced {
                 if at == last {
                     self.emit(at, &produced)?;
@@ -431,11 +434,11 @@ impl Stage {
     }
 
     /// Who to blame for malformed output.
-    fn blame(&self) -> (String, u32) {
+    fn blame(&self) -> Blame {
         let operator = match &self.work {
             Work::Operator { operator, .. } => operator.to_string(),
             Work::Sink(_) => String::new(),
         };
-        (operator, self.link.subtask)
+        (operator, self.link.subtask, self.call)
     }
 }
