@@ -17,6 +17,21 @@ fn run_ops(input: &str, ops: &str, last: &str, extra: &[&str]) -> Vec<String> {
 
 const ANIMALS: &str = "cat sat\ndog ran\ncatalog\nbird flew\nCAT\n";
 
+/// Issue 11 #8: a line that is not UTF-8 fails `tokenize` with a message
+/// that finds it: where the bad byte is, and how the line starts.
+#[test]
+fn tokenize_says_which_line_is_not_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), b"fine line\nab\xff\xfe bad bytes\n").unwrap();
+    let ops = "[operators.t]\nbuiltin = \"tokenize\"\ninput = \"lines\"";
+    let job = write(dir.path(), "job.toml", &pipeline("in.txt", ops, "t"));
+    run_job(dir.path(), &job, &[]).expect_code(1).expect_stderr(&[
+        "operator `t`",
+        "not UTF-8 text (bad byte at 2 of 14)",
+        "ab\\xff\\xfe bad bytes",
+    ]);
+}
+
 /// `filter` keeps records containing a string, matching a regex, or (inverted) neither.
 #[test]
 fn filter_by_contains_regex_and_invert() {

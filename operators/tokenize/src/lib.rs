@@ -52,7 +52,17 @@ impl Operator for Tokenize {
             }
             return Ok(());
         }
-        let text = core::str::from_utf8(line.value).map_err(|_| Error::msg("tokenize: the line is not UTF-8 text"))?;
+        let text = core::str::from_utf8(line.value).map_err(|e| {
+            // Say which line: its start (escaped) and where the bad byte is, so
+            // it can be found in the input.
+            let start = &line.value[..line.value.len().min(40)];
+            Error::msg(format!(
+                "tokenize: a line is not UTF-8 text (bad byte at {} of {}): \"{}\"",
+                e.valid_up_to(),
+                line.value.len(),
+                start.escape_ascii()
+            ))
+        })?;
         let is_sep = |c: char| !(c.is_alphanumeric() || c == '\'');
         for word in text.split(is_sep).filter(|w| !w.is_empty()) {
             if self.lowercase {
