@@ -207,6 +207,24 @@ fn newer_state_version_is_rejected_by_an_older_operator() {
     assert_eq!(committed_lines(&dir.join("out")).len(), before, "a refused start must not touch the output");
 }
 
+/// Issue 11 #8: an operator whose own `restore` rejects the saved state (here
+/// `dedup` given word-stats' state) fails the start at once with exit 2 and
+/// its reason — bad input, not a failure to retry.
+#[test]
+fn state_an_operator_rejects_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "in.txt", &text(20_000, 41));
+    write(dir, "v1.toml", &job(&wasm("word_stats_v1"), "stats", 2, SLOW));
+    write(dir, "other.toml", &job(&wasm("dedup"), "stats", 2, SLOW));
+    let (mut run, addr) = start_with_api(dir, "v1", "v1.toml", &[]);
+    wait_for_checkpoints(dir, &mut run, 1);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let refused = weir(dir, &["run", "other.toml", "--from-savepoint", &savepoint]);
+    refused.expect_code(2).expect_stderr(&["operator `stats`", "failed in `init`", "restore"]);
+    assert!(!refused.stderr.contains("restarting"), "bad state is not retried:\n{}", refused.stderr);
+}
+
 /// A savepoint is self-contained: moved elsewhere (the original deleted), it
 /// still resumes the job exactly.
 #[test]
