@@ -72,6 +72,52 @@ impl<E: std::error::Error> From<E> for Error {
 #[cfg(feature = "guest")]
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+/// Turns a missing value or a failed result into an [`Error`] with a
+/// message: `rec.key.or_fail("the record has no key")?`. (A plain `&str`
+/// cannot convert with `?`: any `std::error::Error` already does.)
+#[cfg(feature = "guest")]
+pub trait OrFail<T> {
+    /// The value, or an error saying `message` (and, for a `Result`, its error).
+    ///
+    /// # Errors
+    /// When the value is missing or the result failed.
+    fn or_fail(self, message: impl core::fmt::Display) -> Result<T>;
+}
+
+#[cfg(feature = "guest")]
+impl<T> OrFail<T> for Option<T> {
+    fn or_fail(self, message: impl core::fmt::Display) -> Result<T> {
+        self.ok_or_else(|| Error::msg(message.to_string()))
+    }
+}
+
+#[cfg(feature = "guest")]
+impl<T, E: core::fmt::Display> OrFail<T> for core::result::Result<T, E> {
+    fn or_fail(self, message: impl core::fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::msg(format!("{message}: {e}")))
+    }
+}
+
+/// Returns an [`Error`] with a formatted message: `bail!("bad record {}", n)`.
+#[cfg(feature = "guest")]
+#[macro_export]
+macro_rules! bail {
+    ($($message:tt)+) => {
+        return ::core::result::Result::Err($crate::Error::msg(::std::format!($($message)+)))
+    };
+}
+
+/// Returns an [`Error`] unless `condition` holds: `ensure!(n > 0, "n is {}", n)`.
+#[cfg(feature = "guest")]
+#[macro_export]
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            $crate::bail!($($message)+);
+        }
+    };
+}
+
 /// Writes to the host's log, tagged with the operator id.
 #[cfg(feature = "guest")]
 pub mod log {
