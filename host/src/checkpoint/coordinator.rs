@@ -215,7 +215,8 @@ pub struct Coordinator {
     pub stats: Arc<CheckpointStats>,
 }
 
-/// Acked state bytes, held until the protocol says upload or discard.
+/// Acked state bytes, held until the protocol says upload or discard —
+/// which it does in the same step as the ack, so nothing lingers here.
 struct Held {
     state: Vec<u8>,
     alignment: Duration,
@@ -609,7 +610,6 @@ impl Coordinator {
         if let Some(t) = d.targets.remove(&id).filter(|t| t.savepoint) {
             d.saved.insert(id, (t.storage, t.dir));
         }
-        d.held.retain(|(c, _), _| *c != id);
         Ok(PutResult::Ok)
     }
 
@@ -643,7 +643,6 @@ impl Coordinator {
         d: &mut Driver,
     ) -> Result<(), Error> {
         let kind = if savepoint { "savepoint" } else { "checkpoint" };
-        d.held.retain(|(c, _), _| *c != id);
         let target = d.targets.remove(&id);
         let (storage, dir) = match (&target, d.gone.get(&id)) {
             (Some(t), _) => (t.storage.clone(), t.dir.clone()),

@@ -135,7 +135,7 @@ impl FileSink {
     }
 
     fn final_name(&self, part: u64) -> String {
-        format!("part-{}-{part}", self.subtask)
+        final_name(self.subtask, part)
     }
 
     fn writer(&mut self) -> Result<&mut BufWriter<File>, Error> {
@@ -212,37 +212,36 @@ pub fn missing_pending(dir: &Path, subtask: u32, state: &SinkState) -> Vec<Strin
         .pending
         .iter()
         .filter(|name| {
-            let part = name
-                .strip_prefix(&format!(".part-{subtask}-"))
-                .and_then(|r| r.strip_suffix(".inprogress"))
-                .and_then(part_number);
-            let committed = part.is_some_and(|n| dir.join(format!("part-{subtask}-{n}")).exists());
+            let committed = pending_part(name, subtask).is_some_and(|n| dir.join(final_name(subtask, n)).exists());
             !dir.join(name).exists() && !committed
         })
         .cloned()
         .collect()
 }
 
-/// The part number of an in-progress name's middle, `<n>` or `<n>.<run tag>`.
-fn part_number(middle: &str) -> Option<u64> {
+/// The part number of `subtask`'s in-progress file `name`
+/// (`.part-<subtask>-<n>[.<run tag>].inprogress`).
+fn pending_part(name: &str, subtask: u32) -> Option<u64> {
+    let middle = name.strip_prefix(&format!(".part-{subtask}-"))?.strip_suffix(".inprogress")?;
     middle.split('.').next()?.parse().ok()
+}
+
+/// The committed name of `subtask`'s part `part`.
+fn final_name(subtask: u32, part: u64) -> String {
+    format!("part-{subtask}-{part}")
 }
 
 /// The part files of `subtask` in `dir`, committed or not.
 fn parts(dir: &Path, subtask: u32) -> Result<Vec<Part>, Error> {
     let context = || format!("file sink: cannot list {}", dir.display());
     let committed = format!("part-{subtask}-");
-    let pending = format!(".part-{subtask}-");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(context(), e))? {
         let name = entry.map_err(|e| Error::io(context(), e))?.file_name().to_string_lossy().into_owned();
         let parsed = if let Some(rest) = name.strip_prefix(&committed) {
             rest.parse().ok().map(|n| (n, true))
         } else {
-            name.strip_prefix(&pending)
-                .and_then(|r| r.strip_suffix(".inprogress"))
-                .and_then(part_number)
-                .map(|n| (n, false))
+            pending_part(&name, subtask).map(|n| (n, false))
         };
         if let Some((number, committed)) = parsed {
             found.push(Part { number, committed, name });
@@ -290,9 +289,7 @@ impl Sink for FileSink {
 
     fn restore(&mut self, state: &SinkState) -> Result<(), Error> {
         let named = |name: &String| {
-            name.strip_prefix(&format!(".part-{}-", self.subtask))
-                .and_then(|r| r.strip_suffix(".inprogress"))
-                .and_then(part_number)
+            pending_part(name, self.subtask)
                 .ok_or_else(|| Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}")))
         };
         let mut keep = Vec::new();
