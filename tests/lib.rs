@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kafka;
+
 /// The `weir` binary of this build (`target/<profile>/weir`).
 pub fn weir_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -352,7 +354,13 @@ impl Drop for S3Server {
 
 /// `s3s-fs` on `PATH` or in cargo's bin directory (where the setup command installs it).
 fn find_s3s_fs() -> PathBuf {
-    let name = format!("s3s-fs{}", std::env::consts::EXE_SUFFIX);
+    find_tool("s3s-fs", "cargo install s3s-fs@0.14.1 --locked --features binary")
+}
+
+/// A server binary on `PATH` or in cargo's bin directory, where the
+/// README's setup command installs it with `install`.
+fn find_tool(name: &str, install: &str) -> PathBuf {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
@@ -361,9 +369,7 @@ fn find_s3s_fs() -> PathBuf {
         .unwrap_or_default()
         .into_iter()
         .chain(cargo_home.map(|c| c.join("bin")))
-        .map(|d| d.join(&name))
+        .map(|d| d.join(&file))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("s3s-fs not found: the README's setup command installs it (cargo install s3s-fs@0.14.1 --locked --features binary)")
-        })
+        .unwrap_or_else(|| panic!("{name} not found: the README's setup command installs it ({install})"))
 }

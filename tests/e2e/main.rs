@@ -6,6 +6,7 @@ mod bad_input;
 mod chaining;
 mod cli;
 mod faults;
+mod kafka;
 mod operators;
 mod recovery;
 mod sandbox;

@@ -25,7 +25,7 @@ use weir_sdk::keygroup;
 
 use super::manifest::{Manifest, NodeEntry, checksum};
 use super::paths::Paths;
-use super::state::{self, GuestState, OperatorState, TaskState};
+use super::state::{self, GuestState, KafkaPosition, KafkaSinkState, OperatorState, SourcePosition, TaskState};
 use std::time::Duration;
 
 use super::coordinator::{NodeInfo, node_entries, subtask_entry, unix_ms};
@@ -278,9 +278,22 @@ pub fn from_savepoint(
             }
             continue;
         }
+        if matches!(node.kind, NodeKind::KafkaSource(_) | NodeKind::KafkaSink(_)) {
+            tracing::info!(
+                "rescaling `{}` from {} to {} subtasks by Kafka partition / writer",
+                node.id,
+                entry.parallelism,
+                node.parallelism
+            );
+            for s in 0..node.parallelism {
+                let state = rescale_kafka(entry, &old, s, node.parallelism).map_err(misfit)?;
+                states.insert((node.id.clone(), s), state);
+            }
+            continue;
+        }
         if !matches!(node.kind, NodeKind::Operator { .. }) {
             return Err(misfit(format!(
-                "`{}` had parallelism {}, now {}; only operators can be rescaled",
+                "`{}` had parallelism {}, now {}; only operators and Kafka sources and sinks can be rescaled",
                 node.id, entry.parallelism, node.parallelism
             )));
         }
@@ -370,6 +383,55 @@ fn rescale(
         keyed: guests.iter().flat_map(|g| g.keyed.iter()).filter(|k| owned.contains(&k.group)).cloned().collect(),
     };
     Ok(TaskState::Operator(OperatorState { finished: false, guest: Some(guest) }))
+}
+
+/// The state of new subtask `subtask` of `parallelism` for a Kafka source
+/// or sink saved with other parallelism. A source gets every old
+/// subtask's partitions (it keeps those assigned to it); a sink gets the
+/// writers of old subtasks `j` with `j % parallelism == subtask`, so each
+/// old writer's sealed output is published by exactly one new subtask.
+fn rescale_kafka(entry: &NodeEntry, old: &[&TaskState], subtask: u32, parallelism: u32) -> Result<TaskState, String> {
+    let finished = |f: &[bool]| -> Result<bool, String> {
+        if f.iter().all(|&x| x) {
+            Ok(true)
+        } else if f.iter().any(|&x| x) {
+            Err(format!("`{}` cannot be rescaled: some of its subtasks had already finished", entry.id))
+        } else {
+            Ok(false)
+        }
+    };
+    if old.iter().all(|s| matches!(s, TaskState::Source(_))) {
+        let mut bounded = false;
+        let mut partitions = Vec::new();
+        let mut done = Vec::new();
+        for state in old {
+            match state {
+                TaskState::Source(SourcePosition::Kafka(p)) => {
+                    bounded |= p.bounded;
+                    partitions.extend(p.partitions.iter().cloned());
+                    done.push(false);
+                }
+                TaskState::Source(SourcePosition::Finished) => done.push(true),
+                other => return Err(format!("`{}` holds {} state, not a Kafka source's", entry.id, other.kind())),
+            }
+        }
+        if finished(&done)? {
+            return Ok(TaskState::Source(SourcePosition::Finished));
+        }
+        return Ok(TaskState::Source(SourcePosition::Kafka(KafkaPosition { bounded, partitions })));
+    }
+    let mut flags = Vec::new();
+    let mut writers = Vec::new();
+    for (j, state) in old.iter().enumerate() {
+        let TaskState::KafkaSink(s) = state else {
+            return Err(format!("`{}` holds {} state, not a Kafka sink's", entry.id, state.kind()));
+        };
+        flags.push(s.finished);
+        if j as u32 % parallelism == subtask {
+            writers.extend(s.writers.iter().cloned());
+        }
+    }
+    Ok(TaskState::KafkaSink(KafkaSinkState { finished: finished(&flags)?, writers }))
 }
 
 /// The checkpoint must describe the same nodes with the same parallelism.

@@ -19,15 +19,27 @@ pub enum TaskState {
     Operator(OperatorState),
     /// A sink subtask's uncommitted output.
     Sink(SinkState),
+    /// A `kafka` sink subtask's sealed, maybe unpublished, output.
+    KafkaSink(KafkaSinkState),
 }
 
 impl TaskState {
+    /// A sink's state: whether it had consumed all its input (`None` for
+    /// other kinds).
+    pub fn sink_finished(&self) -> Option<bool> {
+        match self {
+            Self::Sink(s) => Some(s.finished),
+            Self::KafkaSink(s) => Some(s.finished),
+            _ => None,
+        }
+    }
+
     /// `source`, `operator` or `sink`, for messages.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Source(_) => "source",
             Self::Operator(_) => "operator",
-            Self::Sink(_) => "sink",
+            Self::Sink(_) | Self::KafkaSink(_) => "sink",
         }
     }
 }
@@ -65,6 +77,66 @@ pub enum SourcePosition {
     /// Where a `file` source subtask stands, naming its file and the input
     /// it was reading, so a restore can tell that it reads the same files.
     FileAt(FilePosition),
+    /// Where a `kafka` source subtask stands in each of its partitions.
+    Kafka(KafkaPosition),
+}
+
+/// A `kafka` source subtask's partitions (after a rescale: every old
+/// subtask's, each new subtask keeping those assigned to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaPosition {
+    /// The source reads a bounded range (`stop = "latest"`): the partitions
+    /// listed are all it reads.
+    pub bounded: bool,
+    /// One entry per partition.
+    pub partitions: Vec<KafkaPartitionPosition>,
+}
+
+/// One partition's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaPartitionPosition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Offset of the next record to emit.
+    pub next: i64,
+    /// Bounded reads: the end offset fixed at the first start.
+    pub stop: Option<i64>,
+    /// Bounded reads: everything before `stop` was emitted.
+    pub done: bool,
+}
+
+/// A `kafka` sink subtask's output sealed at checkpoints and not yet known
+/// to be in Kafka (see `connectors::kafka::sink`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSinkState {
+    /// The sink had consumed all its input.
+    pub finished: bool,
+    /// Per writer id (several after a rescale to fewer subtasks).
+    pub writers: Vec<KafkaWriterState>,
+}
+
+/// What one writer (a sink subtask's id) sealed and may not have published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaWriterState {
+    /// The writer's id, in a header of every record it publishes.
+    pub writer: String,
+    /// Sealed segments, oldest first.
+    pub segments: Vec<KafkaSegment>,
+}
+
+/// Records written between two barriers, sealed at checkpoint `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSegment {
+    /// The checkpoint whose barrier sealed them (`u64::MAX`: end of input).
+    pub checkpoint: u64,
+    /// Each partition's end offset when they were sealed: none of them can
+    /// be before it (they are published only once the checkpoint completes).
+    pub from: Vec<(i32, i64)>,
+    /// The records, framed.
+    #[serde(with = "serde_bytes")]
+    pub records: Vec<u8>,
 }
 
 /// A `file` source subtask's position by file name (see
@@ -305,6 +377,27 @@ mod tests {
                 pending: vec![".part-0-3.inprogress".into()],
                 next_part: 4,
                 dir: Some("/out".into()),
+            }),
+            TaskState::Source(SourcePosition::Kafka(KafkaPosition {
+                bounded: true,
+                partitions: vec![KafkaPartitionPosition {
+                    topic: "t".into(),
+                    partition: 3,
+                    next: 10,
+                    stop: Some(12),
+                    done: false,
+                }],
+            })),
+            TaskState::KafkaSink(KafkaSinkState {
+                finished: false,
+                writers: vec![KafkaWriterState {
+                    writer: "weir-j-out-0".into(),
+                    segments: vec![KafkaSegment {
+                        checkpoint: 4,
+                        from: vec![(0, 17), (1, 3)],
+                        records: vec![0, 1, 0, 0, 0, b'a'],
+                    }],
+                }],
             }),
         ];
         for s in states {

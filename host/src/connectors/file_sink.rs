@@ -39,7 +39,7 @@ use weir_sdk::frame;
 
 use super::Sink;
 use crate::Error;
-use crate::checkpoint::state::SinkState;
+use crate::checkpoint::state::{SinkState, TaskState};
 
 /// One subtask's part files.
 pub struct FileSink {
@@ -263,12 +263,17 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
+    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<TaskState, Error> {
         if let Some(part) = self.seal()? {
             self.pending.push((checkpoint, part));
         }
         let pending = self.pending.iter().map(|&(_, part)| self.pending_name(part)).collect();
-        Ok(SinkState { finished, pending, next_part: self.next_part, dir: Some(self.dir.display().to_string()) })
+        Ok(TaskState::Sink(SinkState {
+            finished,
+            pending,
+            next_part: self.next_part,
+            dir: Some(self.dir.display().to_string()),
+        }))
     }
 
     fn commit(&mut self, checkpoint: u64) -> Result<(), Error> {
@@ -287,7 +292,13 @@ impl Sink for FileSink {
         self.commit(u64::MAX)
     }
 
-    fn restore(&mut self, state: &SinkState) -> Result<(), Error> {
+    fn restore(&mut self, state: &TaskState) -> Result<(), Error> {
+        let TaskState::Sink(state) = state else {
+            return Err(Error::InvalidJob(format!(
+                "file sink: the saved state is a {} sink's, not a file sink's; resume into the same kind of sink",
+                "kafka"
+            )));
+        };
         let named = |name: &String| {
             pending_part(name, self.subtask)
                 .ok_or_else(|| Error::Corrupt(format!("file sink: the checkpoint names an unexpected file {name:?}")))
@@ -383,7 +394,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::new(dir.path(), 0).unwrap();
         sink.write(&batch(&["a"])).unwrap();
-        let s1 = sink.pre_commit(1, false).unwrap();
+        let TaskState::Sink(s1) = sink.pre_commit(1, false).unwrap() else { panic!("a file sink's state") };
         let tag = crate::checkpoint::lease::run_tag();
         assert_eq!(s1.pending, [format!(".part-0-0.{tag}.inprogress")]);
         assert_eq!((s1.next_part, s1.dir), (1, Some(std::fs::canonicalize(dir.path()).unwrap().display().to_string())));
@@ -425,13 +436,13 @@ mod tests {
         std::fs::write(new.path().join("part-0-0"), "mine\n").unwrap();
         let mut sink = FileSink::new(old.path(), 0).unwrap();
         sink.write(&batch(&["saved"])).unwrap();
-        let saved = sink.pre_commit(3, false).unwrap();
+        let TaskState::Sink(saved) = sink.pre_commit(3, false).unwrap() else { panic!("a file sink's state") };
         sink.commit(3).unwrap();
         assert!(!same_dir(Path::new(saved.dir.as_deref().unwrap()), new.path()));
         let fresh = fresh_state(new.path(), 0, false).unwrap();
         assert_eq!((fresh.pending.len(), fresh.next_part), (0, 1));
         let mut resumed = FileSink::new(new.path(), 0).unwrap();
-        resumed.restore(&fresh).unwrap();
+        resumed.restore(&TaskState::Sink(fresh)).unwrap();
         resumed.write(&batch(&["next"])).unwrap();
         resumed.commit_all().unwrap();
         assert_eq!(names(new.path()), ["part-0-0", "part-0-1"]);

@@ -5,11 +5,12 @@
 pub mod file_sink;
 pub mod file_source;
 pub mod generator;
+pub mod kafka;
 mod pacer;
 pub mod stdout_sink;
 
 use crate::Error;
-use crate::checkpoint::state::{SinkState, SourcePosition};
+use crate::checkpoint::state::{SourcePosition, TaskState};
 
 /// Whether a source has more to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,13 @@ pub trait Source: Send {
     /// # Errors
     /// When the position does not fit the input (e.g. a file shrank).
     fn restore(&mut self, position: SourcePosition) -> Result<(), Error>;
+
+    /// Checkpoint `checkpoint` took [`position`](Self::position) just now.
+    fn checkpoint_taken(&mut self, _checkpoint: u64) {}
+
+    /// Checkpoint `checkpoint` is complete (e.g. to publish offsets for
+    /// monitoring; recovery never depends on it).
+    fn checkpoint_complete(&mut self, _checkpoint: u64) {}
 }
 
 /// One subtask's share of a sink: two-phase, so output is exactly-once.
@@ -55,11 +63,11 @@ pub trait Sink: Send {
     fn write(&mut self, batch: &[u8]) -> Result<(), Error>;
 
     /// Seals everything written so far as belonging to `checkpoint`; returns
-    /// the state to store with it.
+    /// the state to store with it ([`TaskState::Sink`] or [`TaskState::KafkaSink`]).
     ///
     /// # Errors
     /// When pending output cannot be made durable.
-    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<SinkState, Error>;
+    fn pre_commit(&mut self, checkpoint: u64, finished: bool) -> Result<TaskState, Error>;
 
     /// Makes visible everything sealed for checkpoints up to `checkpoint`.
     ///
@@ -77,8 +85,8 @@ pub trait Sink: Send {
     /// any other uncommitted output of this subtask.
     ///
     /// # Errors
-    /// When the output directory cannot be fixed up.
-    fn restore(&mut self, state: &SinkState) -> Result<(), Error>;
+    /// When the output cannot be fixed up, or `state` is another sink's kind.
+    fn restore(&mut self, state: &TaskState) -> Result<(), Error>;
 
     /// Starts without restored state: discards uncommitted output an
     /// earlier, killed run of this subtask left behind.

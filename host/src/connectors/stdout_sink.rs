@@ -13,7 +13,7 @@ use weir_sdk::frame;
 
 use super::Sink;
 use crate::Error;
-use crate::checkpoint::state::SinkState;
+use crate::checkpoint::state::{SinkState, TaskState};
 
 /// Writes record values as lines to stdout.
 #[derive(Debug, Default)]
@@ -32,9 +32,9 @@ impl Sink for StdoutSink {
         std::io::stdout().lock().write_all(&self.buf).map_err(|e| Error::io("stdout sink: cannot write", e))
     }
 
-    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
+    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<TaskState, Error> {
         self.commit_all()?;
-        Ok(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None })
+        Ok(TaskState::Sink(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None }))
     }
 
     fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {
@@ -45,7 +45,7 @@ impl Sink for StdoutSink {
         std::io::stdout().lock().flush().map_err(|e| Error::io("stdout sink: cannot flush", e))
     }
 
-    fn restore(&mut self, _state: &SinkState) -> Result<(), Error> {
+    fn restore(&mut self, _state: &TaskState) -> Result<(), Error> {
         Ok(())
     }
 
@@ -61,8 +61,8 @@ impl Sink for DiscardSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<SinkState, Error> {
-        Ok(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None })
+    fn pre_commit(&mut self, _checkpoint: u64, finished: bool) -> Result<TaskState, Error> {
+        Ok(TaskState::Sink(SinkState { finished, pending: Vec::new(), next_part: 0, dir: None }))
     }
 
     fn commit(&mut self, _checkpoint: u64) -> Result<(), Error> {
@@ -73,7 +73,7 @@ impl Sink for DiscardSink {
         Ok(())
     }
 
-    fn restore(&mut self, _state: &SinkState) -> Result<(), Error> {
+    fn restore(&mut self, _state: &TaskState) -> Result<(), Error> {
         Ok(())
     }
 

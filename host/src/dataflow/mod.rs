@@ -38,6 +38,8 @@ use crate::connectors::Source;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::Generator;
+use crate::connectors::kafka::sink::KafkaSink;
+use crate::connectors::kafka::source::KafkaSource;
 use crate::connectors::stdout_sink::{DiscardSink, StdoutSink};
 use crate::error::{GuestError, GuestFailure};
 use crate::job::spec::CheckpointSpec;
@@ -303,12 +305,13 @@ pub fn start(
                 stats[tail].metrics.clone(),
             );
             let task: Task = match &node.kind {
-                NodeKind::FileSource { .. } | NodeKind::Generator(_) => {
+                NodeKind::FileSource { .. } | NodeKind::Generator(_) | NodeKind::KafkaSource(_) => {
                     let mut source: Box<dyn Source> = match &node.kind {
                         NodeKind::FileSource { path, rate } => {
                             Box::new(FileSource::new(path, s, node.parallelism, *rate)?)
                         }
                         NodeKind::Generator(spec) => Box::new(Generator::new(spec, s, node.parallelism)),
+                        NodeKind::KafkaSource(cfg) => Box::new(KafkaSource::new(cfg.clone(), s, node.parallelism)?),
                         _ => unreachable!("matched as a source above"),
                     };
                     let (cancel, batch_size, link) = (failure.clone(), plan.batch_size, link(head));
@@ -441,25 +444,28 @@ fn member(
                 None => None,
             },
         },
-        NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink => MemberKind::Sink {
-            sink: match &node.kind {
-                NodeKind::FileSink { path } => Box::new(FileSink::new(path, s).map_err(|e| match e {
-                    Error::Io { context, source } => {
-                        Error::Io { context: format!("sink `{}`: {context}", node.id), source }
-                    }
-                    Error::Conflict(msg) => Error::Conflict(format!("sink `{}`: {msg}", node.id)),
-                    other => other,
-                })?),
-                NodeKind::StdoutSink => Box::new(StdoutSink::default()),
-                _ => Box::new(DiscardSink),
-            },
-            restored: match state {
-                Some(TaskState::Sink(sink)) => Some(sink),
-                Some(other) => return Err(misfit(checkpoints, plan, n, s, other)),
-                None => None,
-            },
-        },
-        NodeKind::FileSource { .. } | NodeKind::Generator(_) => {
+        NodeKind::FileSink { .. } | NodeKind::StdoutSink | NodeKind::DiscardSink | NodeKind::KafkaSink(_) => {
+            MemberKind::Sink {
+                sink: match &node.kind {
+                    NodeKind::FileSink { path } => Box::new(FileSink::new(path, s).map_err(|e| match e {
+                        Error::Io { context, source } => {
+                            Error::Io { context: format!("sink `{}`: {context}", node.id), source }
+                        }
+                        Error::Conflict(msg) => Error::Conflict(format!("sink `{}`: {msg}", node.id)),
+                        other => other,
+                    })?),
+                    NodeKind::StdoutSink => Box::new(StdoutSink::default()),
+                    NodeKind::KafkaSink(cfg) => Box::new(KafkaSink::new(cfg.clone(), s)),
+                    _ => Box::new(DiscardSink),
+                },
+                restored: match state {
+                    Some(sink @ (TaskState::Sink(_) | TaskState::KafkaSink(_))) => Some(sink),
+                    Some(other) => return Err(misfit(checkpoints, plan, n, s, other)),
+                    None => None,
+                },
+            }
+        }
+        NodeKind::FileSource { .. } | NodeKind::Generator(_) | NodeKind::KafkaSource(_) => {
             unreachable!("sources head their own task (JobPlan::chains)")
         }
     };

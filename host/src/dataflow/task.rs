@@ -28,7 +28,7 @@ use super::message::Barrier;
 use super::metrics::NodeMetrics;
 use super::output::{Blame, Outputs, count_records};
 use crate::checkpoint::coordinator::{Control, TaskEvent};
-use crate::checkpoint::state::{self, OperatorState, SinkState, SourcePosition, TaskState};
+use crate::checkpoint::state::{self, OperatorState, SourcePosition, TaskState};
 use crate::connectors::{Sink, Source, SourceStatus};
 use crate::wasm::OperatorModule;
 use crate::wasm::instance::{GuestInstance, InstanceInfo};
@@ -91,6 +91,7 @@ pub fn run_source(
                 Ok(Control::Trigger(barrier)) => {
                     let started = Instant::now();
                     let state = TaskState::Source(source.position());
+                    source.checkpoint_taken(barrier.id);
                     link.ack(barrier.id, &state, Duration::ZERO, started.elapsed());
                     out.barrier(barrier)?;
                     if barrier.stop {
@@ -98,7 +99,7 @@ pub fn run_source(
                         return Ok(());
                     }
                 }
-                Ok(Control::Complete { .. }) => {}
+                Ok(Control::Complete { checkpoint, .. }) => source.checkpoint_complete(checkpoint),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
@@ -158,7 +159,7 @@ pub enum MemberKind {
         /// The subtask's share of the sink.
         sink: Box<dyn Sink>,
         /// State to start from.
-        restored: Option<SinkState>,
+        restored: Option<TaskState>,
     },
 }
 
@@ -238,7 +239,7 @@ impl Chain {
                     let finished = match restored {
                         Some(state) => {
                             sink.restore(&state)?;
-                            state.finished
+                            state.sink_finished().unwrap_or(false)
                         }
                         None => {
                             sink.clean_start()?;
@@ -330,7 +331,7 @@ impl Chain {
                     TaskState::Operator(OperatorState { finished: false, guest: Some(guest.snapshot(checkpoint)?) })
                 }
                 Work::Operator { .. } => FINISHED_OPERATOR,
-                Work::Sink(sink) => TaskState::Sink(sink.pre_commit(checkpoint, stage.finished)?),
+                Work::Sink(sink) => sink.pre_commit(checkpoint, stage.finished)?,
             };
             // Only the head waits for barriers; the rest get them at once.
             let alignment = if i == 0 { alignment } else { Duration::ZERO };
@@ -379,7 +380,7 @@ impl Chain {
         for stage in &mut self.stages {
             let state = match &mut stage.work {
                 Work::Operator { .. } => FINISHED_OPERATOR,
-                Work::Sink(sink) => TaskState::Sink(sink.pre_commit(u64::MAX, true)?),
+                Work::Sink(sink) => sink.pre_commit(u64::MAX, true)?,
             };
             stage.link.finished(&state);
         }

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::spec::{
     CheckpointSpec, GeneratorSpec, JobSpec, LimitsSpec, Partition, RestartSpec, RestartStrategyKind, SinkKind,
     SourceSpec,
 };
 use crate::Error;
+use crate::connectors::kafka::{self, KafkaSinkConfig, KafkaSourceConfig};
 
 /// A validated job, ready to run.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub enum NodeKind {
     },
     /// Generated records.
     Generator(GeneratorSpec),
+    /// Records of Kafka topics.
+    KafkaSource(Arc<KafkaSourceConfig>),
     /// A Wasm operator.
     Operator {
         /// The `.wasm` component.
@@ -84,15 +88,17 @@ pub enum NodeKind {
     StdoutSink,
     /// Drops records (counting them).
     DiscardSink,
+    /// A Kafka topic.
+    KafkaSink(Arc<KafkaSinkConfig>),
 }
 
 impl NodeKind {
     /// `source`, `operator` or `sink`.
     pub fn label(&self) -> &'static str {
         match self {
-            Self::FileSource { .. } | Self::Generator(_) => "source",
+            Self::FileSource { .. } | Self::Generator(_) | Self::KafkaSource(_) => "source",
             Self::Operator { .. } => "operator",
-            Self::FileSink { .. } | Self::StdoutSink | Self::DiscardSink => "sink",
+            Self::FileSink { .. } | Self::StdoutSink | Self::DiscardSink | Self::KafkaSink(_) => "sink",
         }
     }
 }
@@ -191,7 +197,8 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
     if spec.sinks.is_empty() {
         return Err(invalid("the job has no sinks: add a [sinks.ID] table (kind = \"stdout\" or \"file\")".into()));
     }
-    let drafts = drafts(spec, base_dir, builtins)?;
+    let job_name = spec.job.name.clone().unwrap_or_else(|| name.to_owned());
+    let drafts = drafts(spec, &job_name, base_dir, builtins)?;
     let order = topological_order(&drafts)?;
     let index: BTreeMap<&str, usize> = order.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
     let mut nodes = Vec::with_capacity(order.len());
@@ -242,7 +249,7 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         max_delay: std::time::Duration::from_secs(60),
     });
     Ok(JobPlan {
-        name: spec.job.name.clone().unwrap_or_else(|| name.to_owned()),
+        name: job_name,
         max_parallelism,
         batch_size,
         chaining: spec.job.chaining.unwrap_or(true),
@@ -264,7 +271,7 @@ struct Draft {
     kind: NodeKind,
 }
 
-fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
+fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
     let mut out = Vec::new();
     for (id, s) in &spec.sources {
         let (kind, parallelism) = match s {
@@ -276,6 +283,11 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
                 (NodeKind::FileSource { path, rate: *rate }, *parallelism)
             }
             SourceSpec::Generator(g) => (NodeKind::Generator(g.clone()), g.parallelism),
+            SourceSpec::Kafka(k) => {
+                let cfg =
+                    kafka::source_config(id, job, k).map_err(|e| Error::InvalidJob(format!("[sources.{id}] {e}")))?;
+                (NodeKind::KafkaSource(Arc::new(cfg)), k.parallelism)
+            }
         };
         out.push(Draft { section: "sources", id: id.clone(), parallelism, partition: None, inputs: vec![], kind });
     }
@@ -313,14 +325,30 @@ fn drafts(spec: &JobSpec, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Dra
         });
     }
     for (id, s) in &spec.sinks {
+        let kafka_only = [
+            ("brokers", s.brokers.is_some()),
+            ("topic", s.topic.is_some()),
+            ("delivery", s.delivery.is_some()),
+            ("writer_id_prefix", s.writer_id_prefix.is_some()),
+            ("timeout", s.timeout.is_some()),
+            ("properties", !s.properties.is_empty()),
+        ];
+        if s.kind != SinkKind::Kafka
+            && let Some((key, _)) = kafka_only.iter().find(|(_, set)| *set)
+        {
+            return Err(Error::InvalidJob(format!("[sinks.{id}] only a kafka sink takes `{key}`")));
+        }
         let kind = match (s.kind, &s.path) {
+            (SinkKind::Kafka, None) => NodeKind::KafkaSink(Arc::new(
+                kafka::sink_config(id, job, s).map_err(|e| Error::InvalidJob(format!("[sinks.{id}] {e}")))?,
+            )),
             (SinkKind::File, Some(path)) => NodeKind::FileSink { path: base.join(path) },
             (SinkKind::File, None) => {
                 return Err(Error::InvalidJob(format!("[sinks.{id}] a file sink needs `path` (its output directory)")));
             }
             (SinkKind::Stdout, None) => NodeKind::StdoutSink,
             (SinkKind::Discard, None) => NodeKind::DiscardSink,
-            (SinkKind::Stdout | SinkKind::Discard, Some(_)) => {
+            (SinkKind::Stdout | SinkKind::Discard | SinkKind::Kafka, Some(_)) => {
                 return Err(Error::InvalidJob(format!("[sinks.{id}] only a file sink takes a `path`")));
             }
         };

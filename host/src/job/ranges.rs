@@ -30,6 +30,10 @@ pub const CALL_TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), DAY);
 pub const CHECKPOINT_TIME: (Duration, Duration) = (Duration::from_millis(1), WEEK);
 /// `[checkpoint] min_pause`, `[restart] delay`, `max_delay`.
 pub const PAUSE: (Duration, Duration) = (Duration::ZERO, DAY);
+/// Kafka `timeout` (waits for brokers, flushes, commits).
+pub const KAFKA_TIMEOUT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
+/// Kafka `partition_discovery` (0 turns it off).
+pub const DISCOVERY: (Duration, Duration) = (Duration::ZERO, DAY);
 /// `[checkpoint] max_concurrent`.
 pub const MAX_CONCURRENT: (u32, u32) = (1, 100);
 /// `[checkpoint] retain`.
@@ -60,6 +64,15 @@ pub fn check(spec: &JobSpec, name: &str) -> Result<(), Error> {
                 }
                 (g.rate, g.parallelism)
             }
+            SourceSpec::Kafka(k) => {
+                if let Some(t) = k.timeout {
+                    within_time(&format!("[sources.{id}] timeout"), t, KAFKA_TIMEOUT)?;
+                }
+                if let Some(d) = k.partition_discovery {
+                    within_time(&format!("[sources.{id}] partition_discovery"), d, DISCOVERY)?;
+                }
+                (None, k.parallelism)
+            }
         };
         if let Some(rate) = rate {
             // NaN fails every comparison, so `within` refuses it too.
@@ -73,6 +86,9 @@ pub fn check(spec: &JobSpec, name: &str) -> Result<(), Error> {
     }
     for (id, sink) in &spec.sinks {
         check_name(&format!("[sinks.{id}]"), id, true)?;
+        if let Some(t) = sink.timeout {
+            within_time(&format!("[sinks.{id}] timeout"), t, KAFKA_TIMEOUT)?;
+        }
         subtasks += u64::from(sink.parallelism.unwrap_or(1));
     }
     if subtasks > u64::from(MAX_SUBTASKS) {

@@ -209,6 +209,100 @@ pub enum SourceSpec {
     },
     /// A deterministic sequence of records.
     Generator(GeneratorSpec),
+    /// Records of Kafka topics (see `connectors::kafka`).
+    Kafka(KafkaSourceSpec),
+}
+
+/// A `kafka` source's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// A topic name or a list of names (or use `topic_pattern`).
+    pub topic: Option<Inputs>,
+    /// A regular expression; every matching topic is read (new ones too).
+    pub topic_pattern: Option<String>,
+    /// Consumer group offsets are committed to (for monitoring; recovery
+    /// uses the checkpoint). Default `weir-<job>-<source id>`.
+    pub group_id: Option<String>,
+    /// Where a fresh start (no checkpoint or savepoint) begins. Default `earliest`.
+    #[serde(default)]
+    pub start: KafkaStart,
+    /// `"latest"`: read up to the end offsets found at the first start, then finish.
+    pub stop: Option<KafkaStop>,
+    /// Parallel readers; partitions are spread over them. Default 1.
+    pub parallelism: Option<u32>,
+    /// How often to look for new partitions (and topics matching
+    /// `topic_pattern`); `"0"` turns it off. Default `"10s"`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub partition_discovery: Option<Duration>,
+    /// Longest wait for the brokers when starting (metadata, offsets). Default `"10s"`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Extra librdkafka client properties (TLS, SASL, …), passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
+}
+
+/// Where a `kafka` source starts without restored state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaStart {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// After the newest record at start.
+    Latest,
+    /// The consumer group's committed offset (earliest where there is none).
+    Committed,
+    /// The first record with a timestamp at or after this (ms since the epoch).
+    Timestamp(i64),
+}
+
+impl<'de> Deserialize<'de> for KafkaStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            At { timestamp_ms: i64 },
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Name(n)) => match n.as_str() {
+                "earliest" => Ok(Self::Earliest),
+                "latest" => Ok(Self::Latest),
+                "committed" => Ok(Self::Committed),
+                other => Err(serde::de::Error::custom(format!(
+                    "start = {other:?}: use \"earliest\", \"latest\", \"committed\" or {{ timestamp_ms = N }}"
+                ))),
+            },
+            Ok(Raw::At { timestamp_ms }) => Ok(Self::Timestamp(timestamp_ms)),
+            Err(_) => Err(serde::de::Error::custom(
+                "start: use \"earliest\", \"latest\", \"committed\" or { timestamp_ms = N }",
+            )),
+        }
+    }
+}
+
+/// When a `kafka` source finishes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaStop {
+    /// At the end offsets found when the job first started (a bounded read).
+    Latest,
+}
+
+/// A `kafka` sink's delivery guarantee.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaDelivery {
+    /// Each checkpoint's records are published once it completes, and a
+    /// restore publishes exactly the ones Kafka does not have yet.
+    #[default]
+    ExactlyOnce,
+    /// Flushed at every checkpoint; a failure may repeat records written
+    /// since the last completed checkpoint.
+    AtLeastOnce,
 }
 
 /// A generator source's settings.
@@ -278,6 +372,22 @@ pub struct SinkSpec {
     pub parallelism: Option<u32>,
     /// As for operators.
     pub partition: Option<Partition>,
+    /// Kafka sink: bootstrap servers.
+    pub brokers: Option<String>,
+    /// Kafka sink: the topic written.
+    pub topic: Option<String>,
+    /// Kafka sink: `exactly-once` (default) or `at-least-once`.
+    pub delivery: Option<KafkaDelivery>,
+    /// Kafka sink: prefix of the writer ids that tag its records
+    /// (`<prefix>-<job>-<sink id>-<subtask>`). Default `weir`.
+    pub writer_id_prefix: Option<String>,
+    /// Kafka sink: longest wait for the brokers at start and for a flush
+    /// or commit. Default `"30s"`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Kafka sink: extra librdkafka client properties, passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
 }
 
 /// Sink kinds.
@@ -290,6 +400,8 @@ pub enum SinkKind {
     Stdout,
     /// Counts records and drops them (benchmarks, dry runs).
     Discard,
+    /// Records of a Kafka topic, exactly-once by default.
+    Kafka,
 }
 
 /// One input id or several.
@@ -361,5 +473,16 @@ mod humantime_serde {
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"500ms\" or \"5s\""))
         })
+    }
+
+    /// For optional durations (`#[serde(default, with = "humantime_serde::option")]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
