@@ -76,6 +76,23 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing is
+    /// answered, as in a network partition.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Starts it again on the same port and storage.
     pub fn restart(&mut self) {
         self.stop();
@@ -153,9 +170,13 @@ impl Broker {
     }
 
     /// Every committed record of `topic`, per partition in offset order, as
-    /// `(key, value)`: what a `read_committed` reader sees now.
+    /// `(key, value)`: what a `read_committed` reader sees now (each
+    /// partition up to its end when the reader got there).
     pub fn read_committed(&self, topic: &str) -> BTreeMap<i32, Vec<(Option<String>, String)>> {
-        let consumer = self.consumer(None);
+        self.read(topic, self.consumer(None))
+    }
+
+    fn read(&self, topic: &str, consumer: BaseConsumer) -> BTreeMap<i32, Vec<(Option<String>, String)>> {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
         let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
         let mut tpl = TopicPartitionList::new();
@@ -171,7 +192,6 @@ impl Broker {
             assert!(std::time::Instant::now() < deadline, "reading {topic}: no end after 60 s");
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    at_end.remove(&m.partition());
                     let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
                     let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
                     out.entry(m.partition()).or_default().push((key, value));

@@ -547,7 +547,7 @@ fn store_failure(stderr: &str) -> bool {
 }
 
 /// Waits up to `ms` or until `run` exits; true if it exited.
-fn wait_until_or_exit(run: &mut Background, ms: u64) -> bool {
+pub fn wait_until_or_exit(run: &mut Background, ms: u64) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
     while std::time::Instant::now() < deadline {
         if run.exited() {

@@ -11,6 +11,9 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use weir_tests::kafka::{Broker, send};
 
+use crate::Background;
+use crate::faults::wait_until_or_exit;
+
 const T: Duration = Duration::from_secs(30);
 
 /// What the exactly-once sink relies on: record headers survive the
@@ -84,6 +87,12 @@ fn broker_group_offset_commits() {
 /// `tokenize` ×2 → keyed `count` ×2 → Kafka topic `counts` ×2, job `kw`,
 /// plus `tail` (e.g. `[checkpoint]`).
 fn kafka_wordcount(brokers: &str, tail: &str) -> String {
+    paced_kafka_wordcount(brokers, 0, tail)
+}
+
+/// As [`kafka_wordcount`], reading at most `rate` lines/s (0: unlimited).
+fn paced_kafka_wordcount(brokers: &str, rate: u32, tail: &str) -> String {
+    let rate = if rate == 0 { String::new() } else { format!("rate = {rate}") };
     format!(
         r#"
 [job]
@@ -95,6 +104,7 @@ brokers = "{brokers}"
 topic = "words"
 stop = "latest"
 parallelism = 2
+{rate}
 
 [operators.tokenize]
 builtin = "tokenize"
@@ -145,5 +155,63 @@ fn a_bounded_topic_is_counted_exactly_into_a_topic() {
     let run = crate::weir(dir.path(), &["run", "job.toml"]);
     eprintln!("{}", run.stderr);
     run.expect_code(0);
+    assert_topic_exact(&broker, &text);
+}
+
+/// Reruns the job in `dir` with SIGKILL at seeded random moments (up to
+/// `kills` times) until one run finishes; returns how many were killed.
+fn kill_and_rerun(dir: &std::path::Path, kills: u32, env: &[(&str, &str)]) -> u32 {
+    let mut rng = weir_tests::Rng::from_env_or_time();
+    let mut killed = 0;
+    for round in 0..kills {
+        let mut run = Background::start(dir, &format!("run{round}"), &["run", "job.toml", "--no-api"], env);
+        if wait_until_or_exit(&mut run, 150 + rng.below(700)) {
+            run.finish().expect_code(0);
+            return killed;
+        }
+        run.kill();
+        killed += 1;
+    }
+    crate::weir_env(dir, &["run", "job.toml", "--no-api", "--quiet"], env).expect_code(0);
+    killed
+}
+
+/// SIGKILL five times at seeded random moments (`WEIR_TEST_SEED` replays),
+/// rerun until the bounded topic is read: a `read_committed` reader sees
+/// each word's counts exactly 1..N.
+#[test]
+fn kills_at_random_moments_are_exactly_once_through_kafka() {
+    let (broker, text) = broker_with_words(20_000, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let job = paced_kafka_wordcount(&broker.brokers(), 5_000, "[checkpoint]\ninterval = \"100ms\"\n");
+    crate::write(dir.path(), "job.toml", &job);
+    let killed = kill_and_rerun(dir.path(), 5, &[]);
+    assert!(killed >= 2, "the job finished after only {killed} kills: make the input larger");
+    assert_topic_exact(&broker, &text);
+}
+
+/// The broker freezes (SIGSTOP: a network partition, as its clients see
+/// it) while the job runs, long enough for a publish to time out; the job
+/// fails over, and once the broker is back the restore publishes what the
+/// failed publish left out. The output is still exact.
+#[test]
+fn a_broker_outage_mid_run_fails_over_and_stays_exact() {
+    let (broker, text) = broker_with_words(15_000, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let tail = "[checkpoint]\ninterval = \"100ms\"\n[restart]\nattempts = 20\ndelay = \"500ms\"\n";
+    let job = paced_kafka_wordcount(&broker.brokers(), 2_000, tail)
+        .replace("topic = \"counts\"", "topic = \"counts\"\ntimeout = \"2s\"");
+    crate::write(dir.path(), "job.toml", &job);
+    let mut run = Background::start(dir.path(), "run", &["run", "job.toml", "--no-api"], &[]);
+    // At a seeded random moment while records flow (the run takes ~7 s).
+    let mut rng = weir_tests::Rng::from_env_or_time();
+    assert!(!wait_until_or_exit(&mut run, 1_500 + rng.below(3_000)), "the job ended before the outage");
+    broker.pause();
+    let log = || std::fs::read_to_string(dir.path().join("run.stderr")).unwrap_or_default();
+    weir_tests::wait_until("the job to fail over", crate::TIMEOUT, || log().contains("restarting") || run.exited());
+    broker.resume();
+    assert!(log().contains("restarting"), "the job did not fail over:\n{}", log());
+    weir_tests::wait_until("the job to finish", Duration::from_secs(300), || run.exited());
+    run.finish().expect_code(0);
     assert_topic_exact(&broker, &text);
 }

@@ -6,7 +6,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod generator;
 pub mod kafka;
-mod pacer;
+pub(crate) mod pacer;
 pub mod stdout_sink;
 
 use crate::Error;

@@ -71,7 +71,7 @@ pub fn check(spec: &JobSpec, name: &str) -> Result<(), Error> {
                 if let Some(d) = k.partition_discovery {
                     within_time(&format!("[sources.{id}] partition_discovery"), d, DISCOVERY)?;
                 }
-                (None, k.parallelism)
+                (k.rate, k.parallelism)
             }
         };
         if let Some(rate) = rate {

@@ -233,6 +233,8 @@ pub struct KafkaSourceSpec {
     pub stop: Option<KafkaStop>,
     /// Parallel readers; partitions are spread over them. Default 1.
     pub parallelism: Option<u32>,
+    /// Records per second in total; as fast as possible if absent.
+    pub rate: Option<f64>,
     /// How often to look for new partitions (and topics matching
     /// `topic_pattern`); `"0"` turns it off. Default `"10s"`.
     #[serde(default, with = "humantime_serde::option")]

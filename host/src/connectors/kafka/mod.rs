@@ -69,6 +69,8 @@ pub struct KafkaSourceConfig {
     pub discovery: Option<Duration>,
     /// Longest wait for brokers at start.
     pub timeout: Duration,
+    /// Records per second in total, if limited.
+    pub rate: Option<f64>,
     /// Extra client properties.
     pub properties: Vec<(String, String)>,
 }
@@ -127,6 +129,7 @@ pub fn source_config(id: &str, job: &str, spec: &KafkaSourceSpec) -> Result<Kafk
             None => Some(Duration::from_secs(10)),
         },
         timeout: spec.timeout.unwrap_or(Duration::from_secs(10)),
+        rate: spec.rate,
         properties: properties(&spec.properties)?,
     })
 }

@@ -33,6 +33,7 @@ use weir_sdk::frame;
 use super::{KafkaSourceConfig, Topics, assigned_subtask, client_config, error, unreachable};
 use crate::Error;
 use crate::checkpoint::state::{KafkaPartitionPosition, KafkaPosition, SourcePosition};
+use crate::connectors::pacer::Pacer;
 use crate::connectors::{Source, SourceStatus};
 use crate::job::spec::KafkaStart;
 
@@ -68,6 +69,7 @@ pub struct KafkaSource {
     taken: VecDeque<(u64, Offsets)>,
     /// Last warning about a consumer error, to keep the log readable.
     last_warning: Option<Instant>,
+    pacer: Pacer,
 }
 
 impl KafkaSource {
@@ -90,7 +92,6 @@ impl KafkaSource {
         let consumer: BaseConsumer =
             config.create().map_err(|e| error(&cfg.node, "cannot create a Kafka consumer", &e))?;
         Ok(Self {
-            cfg,
             subtask,
             parallelism,
             consumer,
@@ -100,6 +101,8 @@ impl KafkaSource {
             next_discovery: None,
             taken: VecDeque::new(),
             last_warning: None,
+            pacer: Pacer::new(cfg.rate, parallelism),
+            cfg,
         })
     }
 
@@ -313,6 +316,7 @@ impl Source for KafkaSource {
         if self.next_discovery.is_some_and(|t| Instant::now() >= t) {
             self.rediscover()?;
         }
+        let max_records = self.pacer.allowance(max_records);
         let mut emitted = 0;
         while emitted < max_records {
             let wait = if emitted == 0 { POLL } else { Duration::ZERO };
@@ -346,6 +350,7 @@ impl Source for KafkaSource {
                 Err(e) => self.warn(&e),
             }
         }
+        self.pacer.emitted(emitted);
         if self.cfg.bounded && self.all_done() {
             return Ok(SourceStatus::Exhausted);
         }
