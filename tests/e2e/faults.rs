@@ -21,7 +21,7 @@ fn wordcount(rate: u32, tail: &str) -> String {
 const CHECKPOINTS: &str = "[checkpoint]\ninterval = \"100ms\"\n";
 
 /// Starts `weir run job.toml --api 127.0.0.1:0 EXTRA…`; returns it and its API address.
-fn start(dir: &Path, name: &str, extra: &[&str]) -> (Background, String) {
+pub fn start(dir: &Path, name: &str, extra: &[&str]) -> (Background, String) {
     match try_start(dir, name, extra) {
         Ok(started) => started,
         Err(run) => panic!("weir exited early:\n{}", run.stderr),
@@ -58,7 +58,7 @@ fn wait_for_checkpoint(dir: &Path, run: &mut Background) {
 }
 
 /// `weir savepoint` (or `stop --savepoint`) into `target`; the path printed.
-fn savepoint(dir: &Path, addr: &str, stop: bool, target: &str) -> PathBuf {
+pub fn savepoint(dir: &Path, addr: &str, stop: bool, target: &str) -> PathBuf {
     let args: &[&str] = if stop {
         &["stop", "--savepoint", "--api", addr, "--target", target]
     } else {

@@ -12,7 +12,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use weir_tests::kafka::{Broker, send};
 
 use crate::Background;
-use crate::faults::wait_until_or_exit;
+use crate::faults::{savepoint, start, wait_until_or_exit};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -214,4 +214,97 @@ fn a_broker_outage_mid_run_fails_over_and_stays_exact() {
     weir_tests::wait_until("the job to finish", Duration::from_secs(300), || run.exited());
     run.finish().expect_code(0);
     assert_topic_exact(&broker, &text);
+}
+
+/// Stop with a savepoint mid-run, then resume with every Kafka node and
+/// the counter at another parallelism (source 2 → 3, count 2 → 3, sink
+/// 2 → 1): partitions and unpublished output move with the state; exact.
+#[test]
+fn a_savepoint_resumes_rescaled_with_kafka_in_and_out() {
+    let (broker, text) = broker_with_words(15_000, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let job = paced_kafka_wordcount(&broker.brokers(), 2_000, "[checkpoint]\ninterval = \"100ms\"\n");
+    crate::write(dir.path(), "job.toml", &job);
+    let (mut run, addr) = start(dir.path(), "first", &[]);
+    let mut rng = weir_tests::Rng::from_env_or_time();
+    assert!(!wait_until_or_exit(&mut run, 1_000 + rng.below(3_000)), "the job ended before the savepoint");
+    let saved = savepoint(dir.path(), &addr, true, "sp");
+    run.finish().expect_code(0);
+    let rescaled = job
+        .replacen("parallelism = 2", "parallelism = 3", 1) // the source
+        .replace("partition = \"key\"\nparallelism = 2", "partition = \"key\"\nparallelism = 3")
+        .replace("input = \"count\"\nparallelism = 2", "input = \"count\"\nparallelism = 1");
+    assert_eq!(rescaled.matches("parallelism = 3").count(), 2, "{rescaled}");
+    crate::write(dir.path(), "job.toml", &rescaled);
+    let saved = saved.to_string_lossy().into_owned();
+    crate::run_job(dir.path(), "job.toml", &["--from-savepoint", &saved]).expect_code(0);
+    assert_topic_exact(&broker, &text);
+}
+
+/// At-least-once: killed runs may repeat records written after the last
+/// completed checkpoint, but never lose one: each word's counts cover 1..N.
+#[test]
+fn at_least_once_repeats_but_never_loses() {
+    let (broker, text) = broker_with_words(15_000, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let job = paced_kafka_wordcount(&broker.brokers(), 4_000, "[checkpoint]\ninterval = \"100ms\"\n")
+        .replace("topic = \"counts\"", "topic = \"counts\"\ndelivery = \"at-least-once\"");
+    crate::write(dir.path(), "job.toml", &job);
+    let killed = kill_and_rerun(dir.path(), 3, &[]);
+    assert!(killed >= 1, "the job was never killed");
+    let got = weir_tests::counts_by_word(&broker.values("counts"));
+    let expected = weir_tests::expected_counts(&text);
+    for (word, n) in &expected {
+        let seen: std::collections::BTreeSet<u64> = got.get(word).into_iter().flatten().copied().collect();
+        assert!(seen.iter().copied().eq(1..=*n), "{word}: counts {seen:?}, expected 1..={n}");
+    }
+}
+
+/// One source and sink job against `brokers` with `source` and `sink`
+/// lines added to their tables; runs it and returns the run and its time.
+fn run_bad(source: &str, sink: &str, brokers: &str) -> (weir_tests::Run, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "[sources.in]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\n{source}\n\
+         [sinks.out]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ninput = \"in\"\n{sink}\n"
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    let started = std::time::Instant::now();
+    let run = crate::run_job(dir.path(), "job.toml", &[]);
+    (run, started.elapsed())
+}
+
+#[test]
+fn unreachable_brokers_fail_clearly_in_bounded_time() {
+    let (run, took) = run_bad("topic = \"t\"\ntimeout = \"2s\"", "topic = \"t\"\ntimeout = \"2s\"", "127.0.0.1:1");
+    assert_ne!(run.code, Some(0));
+    assert!(run.stderr.contains("cannot reach the Kafka brokers 127.0.0.1:1 within 2s"), "{}", run.stderr);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn missing_topics_and_empty_patterns_are_bad_input() {
+    let broker = Broker::start();
+    broker.create_topic("there", 1);
+    let (run, _) = run_bad("topic = \"nope\"", "topic = \"there\"", &broker.brokers());
+    run.expect_code(2);
+    assert!(run.stderr.contains("Kafka topic `nope` does not exist"), "{}", run.stderr);
+    let (run, _) = run_bad("topic_pattern = \"zz-.*\"", "topic = \"there\"", &broker.brokers());
+    run.expect_code(2);
+    assert!(run.stderr.contains("no Kafka topic"), "{}", run.stderr);
+    assert!(run.stderr.contains("zz-.*"), "{}", run.stderr);
+    let (run, _) = run_bad("topic = \"there\"\nstop = \"latest\"", "topic = \"gone\"", &broker.brokers());
+    run.expect_code(2);
+    assert!(run.stderr.contains("Kafka topic `gone` does not exist"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_client_properties_name_the_node() {
+    let (run, _) = run_bad(
+        "topic = \"t\"\nproperties = { \"security.protocol\" = \"carrier-pigeon\" }",
+        "topic = \"t\"",
+        "127.0.0.1:1",
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("`in`") && run.stderr.contains("security.protocol"), "{}", run.stderr);
 }

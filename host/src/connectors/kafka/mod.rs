@@ -201,7 +201,7 @@ pub fn assigned_subtask(topic: &str, partition: i32, parallelism: u32) -> u32 {
 fn error(node: &str, what: &str, e: &KafkaError) -> Error {
     use RDKafkaErrorCode as C;
     let code = e.rdkafka_error_code();
-    let invalid = matches!(e, KafkaError::ClientCreation(_))
+    let invalid = matches!(e, KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..))
         || matches!(
             code,
             Some(

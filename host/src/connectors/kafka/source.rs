@@ -123,8 +123,11 @@ impl KafkaSource {
                 continue;
             }
             if let Some(e) = t.error() {
-                let e = KafkaError::MetadataFetch(e.into());
-                return Err(error(&cfg.node, &format!("topic `{}`", t.name()), &e));
+                let code: rdkafka::types::RDKafkaErrorCode = e.into();
+                if code == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    continue; // said below, by name
+                }
+                return Err(error(&cfg.node, &format!("topic `{}`", t.name()), &KafkaError::MetadataFetch(code)));
             }
             found.extend(t.partitions().iter().map(|p| (t.name().to_owned(), p.id())));
         }
