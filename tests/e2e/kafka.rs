@@ -308,3 +308,4 @@ fn bad_client_properties_name_the_node() {
     run.expect_code(2);
     assert!(run.stderr.contains("`in`") && run.stderr.contains("security.protocol"), "{}", run.stderr);
 }
+

@@ -17,8 +17,10 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::Error;
 use crate::job::spec::{KafkaDelivery, KafkaSourceSpec, KafkaStart, SinkSpec};
@@ -185,6 +187,44 @@ fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig
         config.set(k, v);
     }
     config
+}
+
+/// librdkafka's logs and global errors, into `tracing` without the noise:
+/// end-of-partition events (expected: readers ask for them), warnings that
+/// a user property is for the other kind of client (`properties` go to
+/// both), and connection errors as warnings (librdkafka retries them; what
+/// fails the job is reported by the call that failed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Logs;
+
+impl ClientContext for Logs {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_line(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for Logs {}
+
+fn log_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    use RDKafkaLogLevel as L;
+    if fac == "CONFWARN" && message.contains("will be ignored") {
+        return;
+    }
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!("librdkafka: {fac} {message}"),
+        L::Warning => tracing::warn!("librdkafka: {fac} {message}"),
+        _ => tracing::debug!("librdkafka: {fac} {message}"),
+    }
+}
+
+fn log_error(error: &KafkaError, reason: &str) {
+    if !matches!(error, KafkaError::PartitionEOF(_)) {
+        tracing::warn!("librdkafka: {error}: {reason}");
+    }
 }
 
 /// Which subtask of `parallelism` reads `partition` of `topic`: partitions

@@ -53,7 +53,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientContext, Offset};
 use weir_sdk::frame;
 
-use super::{KafkaSinkConfig, client_config, error, unreachable};
+use super::{KafkaSinkConfig, Logs, client_config, error, unreachable};
 use crate::Error;
 use crate::checkpoint::state::{KafkaSegment, KafkaSinkState, KafkaWriterState, TaskState};
 use crate::connectors::Sink;
@@ -70,7 +70,15 @@ struct Deliveries {
     failed: Arc<Mutex<Option<KafkaError>>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::log_line(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::log_error(&error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -290,7 +298,8 @@ impl KafkaSink {
             .set("group.id", format!("{writer}-recovery"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
-        let consumer: BaseConsumer = config.create().map_err(|e| self.fail("cannot create a Kafka consumer", &e))?;
+        let consumer: BaseConsumer<Logs> =
+            config.create_with_context(Logs).map_err(|e| self.fail("cannot create a Kafka consumer", &e))?;
         // Every partition is read to its end (the end-of-partition event,
         // not a listed end offset: some brokers list it wrong, and a scan
         // that stops short would publish twice).

@@ -30,7 +30,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use weir_sdk::frame;
 
-use super::{KafkaSourceConfig, Topics, assigned_subtask, client_config, error, unreachable};
+use super::{KafkaSourceConfig, Logs, Topics, assigned_subtask, client_config, error, unreachable};
 use crate::Error;
 use crate::checkpoint::state::{KafkaPartitionPosition, KafkaPosition, SourcePosition};
 use crate::connectors::pacer::Pacer;
@@ -57,7 +57,7 @@ pub struct KafkaSource {
     cfg: Arc<KafkaSourceConfig>,
     subtask: u32,
     parallelism: u32,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Logs>,
     /// Assigned partitions by (topic, partition).
     parts: BTreeMap<(String, i32), Part>,
     /// Restored partitions not yet assigned (the first `next_batch` assigns).
@@ -89,8 +89,8 @@ impl KafkaSource {
         for (k, v) in &cfg.properties {
             config.set(k, v);
         }
-        let consumer: BaseConsumer =
-            config.create().map_err(|e| error(&cfg.node, "cannot create a Kafka consumer", &e))?;
+        let consumer: BaseConsumer<Logs> =
+            config.create_with_context(Logs).map_err(|e| error(&cfg.node, "cannot create a Kafka consumer", &e))?;
         Ok(Self {
             subtask,
             parallelism,
