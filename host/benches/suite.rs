@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "suite/kafka.rs"]
+mod kafka;
+
 use weir_host::wasm::instance::InstanceInfo;
 use weir_host::wasm::{Limits, OperatorModule, WasmEngine};
 
@@ -82,6 +85,9 @@ fn main() {
     }
     if wants("W5") {
         b.boundary();
+    }
+    if wants("W6") {
+        kafka::run(&mut b, &input, scale);
     }
     let table = b.table();
     println!("\n{table}");

@@ -104,6 +104,10 @@ enum Command {
         /// As for `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
+        /// Also connect to external systems (Kafka brokers) and check that
+        /// the topics exist.
+        #[arg(long)]
+        connect: bool,
     },
     /// Create something new.
     New {
@@ -286,7 +290,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let manifest = storage.read_manifest_in(&storage.root_dir())?;
             print!("{}", weir_host::checkpoint::listing::inspect(&manifest, &path));
         }
-        Command::Validate { job, overrides } => {
+        Command::Validate { job, overrides, connect } => {
             let plan = weir_host::run::plan_job(&job, &overrides)?;
             let engine = weir_host::wasm::WasmEngine::new(weir_host::wasm::WasmEngine::default_cache_dir())?;
             weir_host::dataflow::load_modules(&plan, &engine)?;
@@ -307,6 +311,17 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .map(|c| c.iter().map(|&n| plan.nodes[n].id.as_str()).collect::<Vec<_>>().join(" -> "))
                 .collect();
             println!("  tasks (chained nodes share a thread per subtask): {}", tasks.join(" | "));
+            if connect {
+                use weir_host::connectors::kafka;
+                for node in &plan.nodes {
+                    let reached = match &node.kind {
+                        weir_host::job::NodeKind::KafkaSource(cfg) => kafka::check_source(cfg)?,
+                        weir_host::job::NodeKind::KafkaSink(cfg) => kafka::check_sink(cfg)?,
+                        _ => continue,
+                    };
+                    println!("  {}: connected to {reached}", node.id);
+                }
+            }
         }
         Command::Checkpoints { what: CheckpointsCommand::List { target, job, overrides } } => {
             let storage = if target.contains("://") {

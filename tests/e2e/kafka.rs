@@ -309,3 +309,26 @@ fn bad_client_properties_name_the_node() {
     assert!(run.stderr.contains("`in`") && run.stderr.contains("security.protocol"), "{}", run.stderr);
 }
 
+/// `weir validate` plans without touching Kafka; `--connect` reaches the
+/// brokers and checks the topics, failing as a run would.
+#[test]
+fn validate_connects_only_when_asked() {
+    let broker = Broker::start();
+    broker.create_topic("words", 4);
+    broker.create_topic("counts", 3);
+    let dir = tempfile::tempdir().unwrap();
+    crate::write(dir.path(), "job.toml", &kafka_wordcount(&broker.brokers(), ""));
+    let plain = crate::weir(dir.path(), &["validate", "job.toml"]);
+    plain.expect_code(0);
+    assert!(!plain.stdout.contains("connected"), "{}", plain.stdout);
+    let connected = crate::weir(dir.path(), &["validate", "job.toml", "--connect"]);
+    connected.expect_code(0);
+    assert!(connected.stdout.contains("words: connected to") && connected.stdout.contains("words (4 partitions)"));
+    assert!(connected.stdout.contains("writes counts (3 partitions)"), "{}", connected.stdout);
+    let missing = kafka_wordcount(&broker.brokers(), "").replace("topic = \"counts\"", "topic = \"nowhere\"");
+    crate::write(dir.path(), "job.toml", &missing);
+    crate::weir(dir.path(), &["validate", "job.toml"]).expect_code(0);
+    let refused = crate::weir(dir.path(), &["validate", "job.toml", "--connect"]);
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("Kafka topic `nowhere` does not exist"), "{}", refused.stderr);
+}

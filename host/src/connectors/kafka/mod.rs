@@ -189,6 +189,31 @@ fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig
     config
 }
 
+/// `weir validate --connect` for a source: reaches its brokers and says
+/// which partitions it would read.
+///
+/// # Errors
+/// As a run would fail: unreachable brokers, missing topics, bad properties.
+pub fn check_source(cfg: &std::sync::Arc<KafkaSourceConfig>) -> Result<String, Error> {
+    let found = source::KafkaSource::new(cfg.clone(), 0, 1)?.discover()?;
+    let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
+    for (topic, _) in &found {
+        *per_topic.entry(topic).or_default() += 1;
+    }
+    let topics: Vec<String> = per_topic.iter().map(|(t, n)| format!("{t} ({n} partitions)")).collect();
+    Ok(format!("{}: reads {}", cfg.brokers, topics.join(", ")))
+}
+
+/// `weir validate --connect` for a sink: reaches its brokers and checks its topic.
+///
+/// # Errors
+/// As a run would fail: unreachable brokers, a missing topic, bad properties.
+pub fn check_sink(cfg: &std::sync::Arc<KafkaSinkConfig>) -> Result<String, Error> {
+    let mut sink = sink::KafkaSink::new(cfg.clone(), 0);
+    sink.open()?;
+    Ok(format!("{}: writes {} ({} partitions)", cfg.brokers, cfg.topic, sink.partitions()?.len()))
+}
+
 /// librdkafka's logs and global errors, into `tracing` without the noise:
 /// end-of-partition events (expected: readers ask for them), warnings that
 /// a user property is for the other kind of client (`properties` go to

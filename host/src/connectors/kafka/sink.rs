@@ -134,7 +134,7 @@ impl KafkaSink {
     }
 
     /// Creates the producer and checks that the topic exists.
-    fn open(&mut self) -> Result<(), Error> {
+    pub(super) fn open(&mut self) -> Result<(), Error> {
         if self.producer.is_some() {
             return Ok(());
         }
@@ -156,7 +156,7 @@ impl KafkaSink {
     }
 
     /// The topic's partitions.
-    fn partitions(&self) -> Result<Vec<i32>, Error> {
+    pub(super) fn partitions(&self) -> Result<Vec<i32>, Error> {
         let cfg = &self.cfg;
         let metadata = self
             .producer()

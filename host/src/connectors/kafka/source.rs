@@ -107,7 +107,7 @@ impl KafkaSource {
     }
 
     /// Every partition of the topics read, from the brokers' metadata.
-    fn discover(&self) -> Result<Vec<(String, i32)>, Error> {
+    pub(super) fn discover(&self) -> Result<Vec<(String, i32)>, Error> {
         let cfg = &self.cfg;
         let topic = match &cfg.topics {
             Topics::Names(names) if names.len() == 1 => Some(names[0].as_str()),
