@@ -332,3 +332,33 @@ fn validate_connects_only_when_asked() {
     refused.expect_code(2);
     assert!(refused.stderr.contains("Kafka topic `nowhere` does not exist"), "{}", refused.stderr);
 }
+
+/// A `topic_pattern` source picks up a matching topic created while it
+/// runs, reading it from its earliest record; other topics are left alone.
+#[test]
+fn a_topic_pattern_picks_up_new_topics() {
+    let broker = Broker::start();
+    broker.create_topic("ev-1", 2);
+    broker.create_topic("other", 1);
+    broker.produce_lines("ev-1", 2, &["one", "two"]);
+    broker.produce_lines("other", 1, &["not-me"]);
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "[sources.in]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic_pattern = \"ev-.*\"\npartition_discovery = \"300ms\"\n\
+         [sinks.out]\nkind = \"file\"\npath = \"out\"\ninput = \"in\"\n\
+         [checkpoint]\ninterval = \"100ms\"\n",
+        broker.brokers()
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    let mut run = Background::start(dir.path(), "run", &["run", "job.toml", "--no-api"], &[]);
+    let out = dir.path().join("out");
+    let committed = || if out.is_dir() { weir_tests::committed_lines(&out) } else { Vec::new() };
+    weir_tests::wait_until("ev-1's records", crate::TIMEOUT, || committed().len() >= 2 || run.exited());
+    broker.create_topic("ev-2", 1);
+    broker.produce_lines("ev-2", 1, &["three"]);
+    weir_tests::wait_until("ev-2's record", crate::TIMEOUT, || committed().len() >= 3 || run.exited());
+    assert!(!run.exited(), "the job ended: {}", std::fs::read_to_string(dir.path().join("run.stderr")).unwrap());
+    let mut got = committed();
+    got.sort();
+    assert_eq!(got, ["one", "three", "two"]);
+}
