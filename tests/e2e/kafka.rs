@@ -266,7 +266,8 @@ fn run_bad(source: &str, sink: &str, brokers: &str) -> (weir_tests::Run, Duratio
     let dir = tempfile::tempdir().unwrap();
     let job = format!(
         "[sources.in]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\n{source}\n\
-         [sinks.out]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ninput = \"in\"\n{sink}\n"
+         [sinks.out]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ninput = \"in\"\n{sink}\n\
+         [checkpoint]\ninterval = \"1s\"\n"
     );
     crate::write(dir.path(), "job.toml", &job);
     let started = std::time::Instant::now();
@@ -317,7 +318,8 @@ fn validate_connects_only_when_asked() {
     broker.create_topic("words", 4);
     broker.create_topic("counts", 3);
     let dir = tempfile::tempdir().unwrap();
-    crate::write(dir.path(), "job.toml", &kafka_wordcount(&broker.brokers(), ""));
+    let checkpoints = "[checkpoint]\ninterval = \"1s\"\n";
+    crate::write(dir.path(), "job.toml", &kafka_wordcount(&broker.brokers(), checkpoints));
     let plain = crate::weir(dir.path(), &["validate", "job.toml"]);
     plain.expect_code(0);
     assert!(!plain.stdout.contains("connected"), "{}", plain.stdout);
@@ -325,7 +327,7 @@ fn validate_connects_only_when_asked() {
     connected.expect_code(0);
     assert!(connected.stdout.contains("words: connected to") && connected.stdout.contains("words (4 partitions)"));
     assert!(connected.stdout.contains("writes counts (3 partitions)"), "{}", connected.stdout);
-    let missing = kafka_wordcount(&broker.brokers(), "").replace("topic = \"counts\"", "topic = \"nowhere\"");
+    let missing = kafka_wordcount(&broker.brokers(), checkpoints).replace("topic = \"counts\"", "topic = \"nowhere\"");
     crate::write(dir.path(), "job.toml", &missing);
     crate::weir(dir.path(), &["validate", "job.toml"]).expect_code(0);
     let refused = crate::weir(dir.path(), &["validate", "job.toml", "--connect"]);
@@ -361,4 +363,48 @@ fn a_topic_pattern_picks_up_new_topics() {
     let mut got = committed();
     got.sort();
     assert_eq!(got, ["one", "three", "two"]);
+    // Completed checkpoints' offsets reach the consumer group (for monitoring).
+    let group = broker.consumer(Some("weir-job-in"));
+    weir_tests::wait_until("offsets committed to the group", crate::TIMEOUT, || {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in [("ev-1", 0), ("ev-1", 1), ("ev-2", 0)] {
+            tpl.add_partition(t, p);
+        }
+        let committed = group.committed_offsets(tpl, T).expect("OffsetFetch");
+        let sum: i64 =
+            committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum();
+        sum == 3
+    });
+}
+
+/// Without `[checkpoint]` an exactly-once Kafka sink would hold all its
+/// output in memory until the end: refused, saying what to do.
+#[test]
+fn an_exactly_once_kafka_sink_needs_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::write(dir.path(), "job.toml", &kafka_wordcount("127.0.0.1:1", ""));
+    let run = crate::weir(dir.path(), &["validate", "job.toml"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("[sinks.out]") && run.stderr.contains("add a [checkpoint] section"), "{}", run.stderr);
+    let at_least_once = kafka_wordcount("127.0.0.1:1", "")
+        .replace("topic = \"counts\"", "topic = \"counts\"\ndelivery = \"at-least-once\"");
+    crate::write(dir.path(), "job.toml", &at_least_once);
+    crate::weir(dir.path(), &["validate", "job.toml"]).expect_code(0);
+}
+
+/// A broker that requires SASL refuses a wrong password: bad input (exit
+/// 2, not retried), said as such — not as an unreachable broker.
+#[test]
+fn refused_credentials_are_bad_input() {
+    let broker = Broker::start_with_authentication();
+    let login = "properties = { \"security.protocol\" = \"SASL_PLAINTEXT\", \"sasl.mechanism\" = \"SCRAM-SHA-256\", \
+                 \"sasl.username\" = \"weir\", \"sasl.password\" = \"wrong\" }";
+    let (run, took) = run_bad(
+        &format!("topic = \"t\"\ntimeout = \"3s\"\n{login}"),
+        &format!("topic = \"t\"\ntimeout = \"3s\"\n{login}"),
+        &broker.brokers(),
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("refused the credentials"), "{}", run.stderr);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 }

@@ -242,6 +242,18 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
             )));
         }
     }
+    if spec.checkpoint.is_none()
+        && let Some(sink) = nodes.iter().find(
+            |n| matches!(&n.kind, NodeKind::KafkaSink(k) if k.delivery == super::spec::KafkaDelivery::ExactlyOnce),
+        )
+    {
+        return Err(invalid(format!(
+            "[sinks.{}] an exactly-once kafka sink publishes what each checkpoint covers once it completes, and \
+             holds it in memory until then: add a [checkpoint] section (its interval bounds that memory), or set \
+             delivery = \"at-least-once\"",
+            sink.id
+        )));
+    }
     let restart = spec.restart.clone().unwrap_or(RestartSpec {
         strategy: if spec.checkpoint.is_some() { RestartStrategyKind::FixedDelay } else { RestartStrategyKind::None },
         attempts: 3,

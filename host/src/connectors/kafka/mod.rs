@@ -218,17 +218,47 @@ pub fn check_sink(cfg: &std::sync::Arc<KafkaSinkConfig>) -> Result<String, Error
 /// end-of-partition events (expected: readers ask for them), warnings that
 /// a user property is for the other kind of client (`properties` go to
 /// both), and connection errors as warnings (librdkafka retries them; what
-/// fails the job is reported by the call that failed).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Logs;
+/// fails the job is reported by the call that failed). A refused login is
+/// kept, so that the call that then times out can say why.
+#[derive(Debug, Clone, Default)]
+pub struct Logs {
+    refused: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
 
-impl ClientContext for Logs {
+impl Logs {
+    /// Why the brokers refused this client's credentials, if they did.
+    fn refused(&self) -> Option<String> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn error(&self, error: &KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.refuse(reason);
+        }
+        log_error(error, reason);
+    }
+
+    /// Log lines arrive at once (errors only when the client is polled,
+    /// which a blocking metadata request does not do).
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if message.contains("SASL authentication error") || message.contains("Authentication failure") {
+            self.refuse(message);
+        }
         log_line(level, fac, message);
     }
 
+    fn refuse(&self, reason: &str) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+}
+
+impl ClientContext for Logs {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        Logs::log(self, level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        log_error(&error, reason);
+        Logs::error(self, &error, reason);
     }
 }
 
@@ -286,8 +316,15 @@ fn error(node: &str, what: &str, e: &KafkaError) -> Error {
     if invalid { Error::InvalidJob(msg) } else { Error::io(msg, std::io::Error::other(e.to_string())) }
 }
 
-/// Turns a metadata timeout into a message a user can act on.
-fn unreachable(node: &str, brokers: &str, timeout: Duration, e: &KafkaError) -> Error {
+/// Turns a metadata timeout into a message a user can act on: refused
+/// credentials (bad input, not retried) or unreachable brokers.
+fn unreachable(node: &str, brokers: &str, timeout: Duration, e: &KafkaError, logs: &Logs) -> Error {
+    if let Some(reason) = logs.refused() {
+        return Error::InvalidJob(format!(
+            "`{node}`: the Kafka brokers {brokers} refused the credentials ({reason}); check sasl.username, \
+             sasl.password and the other security `properties`"
+        ));
+    }
     error(
         node,
         &format!(

@@ -68,15 +68,16 @@ pub const SEQ_HEADER: &str = "weir-seq";
 #[derive(Default, Clone)]
 struct Deliveries {
     failed: Arc<Mutex<Option<KafkaError>>>,
+    logs: Logs,
 }
 
 impl ClientContext for Deliveries {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        super::log_line(level, fac, message);
+        self.logs.log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::log_error(&error, reason);
+        self.logs.error(&error, reason);
     }
 }
 
@@ -158,11 +159,8 @@ impl KafkaSink {
     /// The topic's partitions.
     pub(super) fn partitions(&self) -> Result<Vec<i32>, Error> {
         let cfg = &self.cfg;
-        let metadata = self
-            .producer()
-            .client()
-            .fetch_metadata(Some(&cfg.topic), cfg.timeout)
-            .map_err(|e| unreachable(&cfg.node, &cfg.brokers, cfg.timeout, &e))?;
+        let metadata =
+            self.producer().client().fetch_metadata(Some(&cfg.topic), cfg.timeout).map_err(|e| self.unreachable(&e))?;
         let topic = metadata.topics().iter().find(|t| t.name() == cfg.topic);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
@@ -175,6 +173,13 @@ impl KafkaSink {
         }
     }
 
+    /// A broker request that failed: unreachable, or refused credentials
+    /// (the client's queued log lines say which, once served).
+    fn unreachable(&self, e: &KafkaError) -> Error {
+        self.producer().poll(Duration::ZERO);
+        unreachable(&self.cfg.node, &self.cfg.brokers, self.cfg.timeout, e, &self.deliveries.logs)
+    }
+
     /// Each partition's end offset now.
     fn end_offsets(&self) -> Result<Vec<(i32, i64)>, Error> {
         let cfg = &self.cfg;
@@ -182,9 +187,8 @@ impl KafkaSink {
         self.partitions()?
             .into_iter()
             .map(|p| {
-                let (_, high) = client
-                    .fetch_watermarks(&cfg.topic, p, cfg.timeout)
-                    .map_err(|e| unreachable(&cfg.node, &cfg.brokers, cfg.timeout, &e))?;
+                let (_, high) =
+                    client.fetch_watermarks(&cfg.topic, p, cfg.timeout).map_err(|e| self.unreachable(&e))?;
                 Ok((p, high))
             })
             .collect()
@@ -299,7 +303,7 @@ impl KafkaSink {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
         let consumer: BaseConsumer<Logs> =
-            config.create_with_context(Logs).map_err(|e| self.fail("cannot create a Kafka consumer", &e))?;
+            config.create_with_context(Logs::default()).map_err(|e| self.fail("cannot create a Kafka consumer", &e))?;
         // Every partition is read to its end (the end-of-partition event,
         // not a listed end offset: some brokers list it wrong, and a scan
         // that stops short would publish twice).

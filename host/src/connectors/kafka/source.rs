@@ -89,8 +89,9 @@ impl KafkaSource {
         for (k, v) in &cfg.properties {
             config.set(k, v);
         }
-        let consumer: BaseConsumer<Logs> =
-            config.create_with_context(Logs).map_err(|e| error(&cfg.node, "cannot create a Kafka consumer", &e))?;
+        let consumer: BaseConsumer<Logs> = config
+            .create_with_context(Logs::default())
+            .map_err(|e| error(&cfg.node, "cannot create a Kafka consumer", &e))?;
         Ok(Self {
             subtask,
             parallelism,
@@ -106,6 +107,17 @@ impl KafkaSource {
         })
     }
 
+    /// A broker request that failed: unreachable, or refused credentials.
+    /// Before the first assignment the client's queued log lines (which say
+    /// which) are served; after it, polling would take records, and a
+    /// refusal then is not new anyway.
+    fn unreachable(&self, e: &KafkaError) -> Error {
+        if !self.started {
+            let _ = self.consumer.poll(Duration::ZERO);
+        }
+        unreachable(&self.cfg.node, &self.cfg.brokers, self.cfg.timeout, e, self.consumer.context())
+    }
+
     /// Every partition of the topics read, from the brokers' metadata.
     pub(super) fn discover(&self) -> Result<Vec<(String, i32)>, Error> {
         let cfg = &self.cfg;
@@ -113,10 +125,7 @@ impl KafkaSource {
             Topics::Names(names) if names.len() == 1 => Some(names[0].as_str()),
             _ => None,
         };
-        let metadata = self
-            .consumer
-            .fetch_metadata(topic, cfg.timeout)
-            .map_err(|e| unreachable(&cfg.node, &cfg.brokers, cfg.timeout, &e))?;
+        let metadata = self.consumer.fetch_metadata(topic, cfg.timeout).map_err(|e| self.unreachable(&e))?;
         let mut found = Vec::new();
         for t in metadata.topics() {
             if !cfg.topics.matches(t.name()) {
@@ -186,7 +195,8 @@ impl KafkaSource {
     /// Resolves the start (and, when bounded, stop) offsets of new partitions.
     fn add(&mut self, new: Vec<(String, i32)>, start: KafkaStart, bounded: bool) -> Result<(), Error> {
         let cfg = self.cfg.clone();
-        let fail = |e: KafkaError| unreachable(&cfg.node, &cfg.brokers, cfg.timeout, &e);
+        let fail = |e: KafkaError| self.unreachable(&e);
+        let mut added = Vec::with_capacity(new.len());
         let committed = if start == KafkaStart::Committed && !new.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for (t, p) in &new {
@@ -225,8 +235,9 @@ impl KafkaSource {
                 cfg.node,
                 self.subtask
             );
-            self.parts.insert((topic, partition), Part { next, stop, done });
+            added.push(((topic, partition), Part { next, stop, done }));
         }
+        self.parts.extend(added);
         Ok(())
     }
 
