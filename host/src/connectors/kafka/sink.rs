@@ -9,8 +9,8 @@
 //!   that checkpoint, together with each partition's end offset at that
 //!   moment, and the segment goes into the checkpoint state.
 //! - When the checkpoint completes ([`Sink::commit`]) the segment is
-//!   published: every record carries two headers, `weir-writer` (the id)
-//!   and `weir-seq` (`<checkpoint>:<index in segment>`). The producer is
+//!   published: every record carries a header `weir-seq` =
+//!   `<writer>/<checkpoint>/<index in segment>`. The producer is
 //!   idempotent, so its own retries add no copies.
 //! - On restore, a segment of the state may be unpublished, partly
 //!   published or fully published (a failure between the checkpoint
@@ -42,6 +42,7 @@
 //! after the restored checkpoint are written again.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,9 +60,7 @@ use crate::checkpoint::state::{KafkaSegment, KafkaSinkState, KafkaWriterState, T
 use crate::connectors::Sink;
 use crate::job::spec::KafkaDelivery;
 
-/// Header naming the writer of a record.
-pub const WRITER_HEADER: &str = "weir-writer";
-/// Header with `<checkpoint>:<index>` of a record in its writer's segment.
+/// The header tagging a record: `<writer>/<checkpoint>/<index in segment>`.
 pub const SEQ_HEADER: &str = "weir-seq";
 
 /// Keeps the first failed delivery, for the next flush to report.
@@ -140,7 +139,9 @@ impl KafkaSink {
             return Ok(());
         }
         let mut config = client_config(&self.cfg.brokers, &[]);
-        config.set("enable.idempotence", "true").set("linger.ms", "5");
+        // Delivery reports only for failures: one event per record costs
+        // more than the send itself.
+        config.set("enable.idempotence", "true").set("linger.ms", "5").set("delivery.report.only.error", "true");
         for (k, v) in &self.cfg.properties {
             config.set(k, v);
         }
@@ -200,6 +201,7 @@ impl KafkaSink {
     fn send(&self, records: &[u8], seq: Tagging<'_>) -> Result<usize, Error> {
         let producer = self.producer();
         let mut sent = 0;
+        let mut tag = String::new();
         for (index, rec) in frame::read(records).enumerate() {
             let rec = rec.map_err(|e| Error::Internal(format!("kafka sink got a malformed batch: {e}")))?;
             let mut record = BaseRecord::to(&self.cfg.topic).payload(rec.value);
@@ -208,11 +210,10 @@ impl KafkaSink {
                 if present.contains(&(checkpoint, index)) {
                     continue;
                 }
-                let seq = format!("{checkpoint}:{index}");
+                tag.clear();
+                let _ = write!(tag, "{writer}/{checkpoint}/{index}");
                 record = record.headers(
-                    OwnedHeaders::new_with_capacity(2)
-                        .insert(Header { key: WRITER_HEADER, value: Some(writer) })
-                        .insert(Header { key: SEQ_HEADER, value: Some(&seq) }),
+                    OwnedHeaders::new_with_capacity(1).insert(Header { key: SEQ_HEADER, value: Some(tag.as_str()) }),
                 );
             }
             if let Some(key) = rec.key {
@@ -348,17 +349,9 @@ impl KafkaSink {
 
 /// `(checkpoint, index)` of a record published by `writer`.
 fn seq_of(m: &impl Message, writer: &str) -> Option<(u64, u32)> {
-    let headers = m.headers()?;
-    let mut ours = false;
-    let mut seq = None;
-    for h in headers.iter() {
-        match h.key {
-            WRITER_HEADER => ours = h.value == Some(writer.as_bytes()),
-            SEQ_HEADER => seq = h.value.and_then(|v| std::str::from_utf8(v).ok()),
-            _ => {}
-        }
-    }
-    let (c, i) = seq.filter(|_| ours)?.split_once(':')?;
+    let tag = m.headers()?.iter().find(|h| h.key == SEQ_HEADER)?.value?;
+    let tag = std::str::from_utf8(tag).ok()?;
+    let (c, i) = tag.strip_prefix(writer)?.strip_prefix('/')?.split_once('/')?;
     Some((c.parse().ok()?, i.parse().ok()?))
 }
 
