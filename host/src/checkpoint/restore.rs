@@ -402,12 +402,14 @@ fn rescale_kafka(entry: &NodeEntry, old: &[&TaskState], subtask: u32, parallelis
     };
     if old.iter().all(|s| matches!(s, TaskState::Source(_))) {
         let mut bounded = false;
+        let mut started = Vec::new();
         let mut partitions = Vec::new();
         let mut done = Vec::new();
         for state in old {
             match state {
                 TaskState::Source(SourcePosition::Kafka(p)) => {
                     bounded |= p.bounded;
+                    started.push(p.started);
                     partitions.extend(p.partitions.iter().cloned());
                     done.push(false);
                 }
@@ -418,7 +420,18 @@ fn rescale_kafka(entry: &NodeEntry, old: &[&TaskState], subtask: u32, parallelis
         if finished(&done)? {
             return Ok(TaskState::Source(SourcePosition::Finished));
         }
-        return Ok(TaskState::Source(SourcePosition::Kafka(KafkaPosition { bounded, partitions })));
+        let started = match (started.iter().all(|&s| s), started.iter().any(|&s| s)) {
+            (true, _) => true,
+            (false, false) => false,
+            (false, true) => {
+                return Err(format!(
+                    "`{}` cannot be rescaled: some of its subtasks had not started reading when it was taken \
+                     (take a later savepoint)",
+                    entry.id
+                ));
+            }
+        };
+        return Ok(TaskState::Source(SourcePosition::Kafka(KafkaPosition { started, bounded, partitions })));
     }
     let mut flags = Vec::new();
     let mut writers = Vec::new();

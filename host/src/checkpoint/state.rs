@@ -85,6 +85,9 @@ pub enum SourcePosition {
 /// subtask's, each new subtask keeping those assigned to it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaPosition {
+    /// The subtask had assigned its partitions (resolved its start and stop
+    /// offsets). If not, restoring it is a fresh start.
+    pub started: bool,
     /// The source reads a bounded range (`stop = "latest"`): the partitions
     /// listed are all it reads.
     pub bounded: bool,
@@ -379,6 +382,7 @@ mod tests {
                 dir: Some("/out".into()),
             }),
             TaskState::Source(SourcePosition::Kafka(KafkaPosition {
+                started: true,
                 bounded: true,
                 partitions: vec![KafkaPartitionPosition {
                     topic: "t".into(),

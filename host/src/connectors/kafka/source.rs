@@ -379,6 +379,7 @@ impl Source for KafkaSource {
             return SourcePosition::Kafka(restored.clone());
         }
         SourcePosition::Kafka(KafkaPosition {
+            started: self.started,
             bounded: self.cfg.bounded,
             partitions: self
                 .parts
@@ -396,8 +397,9 @@ impl Source for KafkaSource {
 
     fn restore(&mut self, position: SourcePosition) -> Result<(), Error> {
         match position {
+            // A subtask that had not started yet starts afresh.
             SourcePosition::Kafka(p) => {
-                self.restored = Some(p);
+                self.restored = p.started.then_some(p);
                 Ok(())
             }
             other => Err(Error::InvalidJob(format!(
