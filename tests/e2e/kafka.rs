@@ -177,7 +177,7 @@ fn kill_and_rerun(dir: &std::path::Path, kills: u32, env: &[(&str, &str)]) -> u3
 }
 
 /// SIGKILL five times at seeded random moments (`WEIR_TEST_SEED` replays),
-/// rerun until the bounded topic is read: a `read_committed` reader sees
+/// rerun until the bounded topic is read: a reader sees
 /// each word's counts exactly 1..N.
 #[test]
 fn kills_at_random_moments_are_exactly_once_through_kafka() {

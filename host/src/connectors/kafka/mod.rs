@@ -277,7 +277,10 @@ fn log_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
 }
 
 fn log_error(error: &KafkaError, reason: &str) {
-    if !matches!(error, KafkaError::PartitionEOF(_)) {
+    // rdkafka passes every error event here before the poll that returns it.
+    let eof = matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+    if !eof {
         tracing::warn!("librdkafka: {error}: {reason}");
     }
 }

@@ -302,7 +302,8 @@ impl KafkaSink {
         config
             .set("group.id", format!("{writer}-recovery"))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true");
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer<Logs> =
             config.create_with_context(Logs::default()).map_err(|e| self.fail("cannot create a Kafka consumer", &e))?;
         // Every partition is read to its end (the end-of-partition event,
@@ -311,18 +312,19 @@ impl KafkaSink {
         let mut tpl = TopicPartitionList::new();
         let mut open = BTreeSet::new();
         for p in self.partitions()? {
-            let start = from.get(&p).copied().map_or(Offset::Beginning, Offset::Offset);
+            let start = Offset::Offset(from.get(&p).copied().unwrap_or(0));
             tpl.add_partition_offset(&cfg.topic, p, start).map_err(|e| self.fail("cannot read back the output", &e))?;
             open.insert(p);
         }
         let mut present = HashSet::new();
         consumer.assign(&tpl).map_err(|e| self.fail("cannot read back the output", &e))?;
-        let deadline = Instant::now() + cfg.timeout;
+        // The scan may be long; it fails only when it stops making progress.
+        let mut deadline = Instant::now() + cfg.timeout;
         while !open.is_empty() {
             if Instant::now() > deadline {
                 return Err(Error::io(
                     format!("`{}`: reading back the output of {writer} to find what was published", cfg.node),
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no end within the sink's `timeout`"),
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress within the sink's `timeout`"),
                 ));
             }
             match consumer.poll(Duration::from_millis(100)) {
@@ -330,9 +332,11 @@ impl KafkaSink {
                     if let Some(seq) = seq_of(&m, writer) {
                         present.insert(seq);
                     }
+                    deadline = Instant::now() + cfg.timeout;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     open.remove(&p);
+                    deadline = Instant::now() + cfg.timeout;
                 }
                 Some(Err(e)) => tracing::debug!("`{}`: reading back: {e}", cfg.node),
                 None => {}
