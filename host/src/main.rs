@@ -288,7 +288,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Inspect { path } => {
             let storage = weir_host::run::open_savepoint(&path, "")?;
             let manifest = storage.read_manifest_in(&storage.root_dir())?;
-            print!("{}", weir_host::checkpoint::listing::inspect(&manifest, &path));
+            print!("{}", weir_host::checkpoint::listing::inspect(&manifest, &path, &storage));
         }
         Command::Validate { job, overrides, connect } => {
             let plan = weir_host::run::plan_job(&job, &overrides)?;
@@ -310,7 +310,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|c| c.iter().map(|&n| plan.nodes[n].id.as_str()).collect::<Vec<_>>().join(" -> "))
                 .collect();
-            println!("  tasks (chained nodes share a thread per subtask): {}", tasks.join(" | "));
+            println!("  tasks: {}", tasks.join(" | "));
+            println!("    (`|` separates tasks, each a thread per subtask; `->` joins nodes chained into one task)");
             if connect {
                 use weir_host::connectors::kafka;
                 for node in &plan.nodes {

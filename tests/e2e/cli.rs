@@ -80,4 +80,7 @@ fn validate_prints_the_plan() {
     run.expect_code(0);
     assert!(run.stdout.contains("keep7 ×2 <- nums (Rebalance)"), "{}", run.stdout);
     assert!(run.stdout.contains("print ×1 <- keep7 (Rebalance)"), "{}", run.stdout);
+    // The task line, and what its `|` and `->` mean (issue 16 #7).
+    assert!(run.stdout.contains("tasks: nums | keep7 | print"), "{}", run.stdout);
+    assert!(run.stdout.contains("`|` separates tasks") && run.stdout.contains("`->` joins nodes chained"));
 }

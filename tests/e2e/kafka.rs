@@ -230,6 +230,12 @@ fn a_savepoint_resumes_rescaled_with_kafka_in_and_out() {
     assert!(!wait_until_or_exit(&mut run, 1_000 + rng.below(3_000)), "the job ended before the savepoint");
     let saved = savepoint(dir.path(), &addr, true, "sp");
     run.finish().expect_code(0);
+    let inspected = crate::weir(dir.path(), &["inspect", &saved.to_string_lossy()]);
+    inspected.expect_code(0);
+    assert!(inspected.stdout.contains("next offsets words/"), "{}", inspected.stdout);
+    // The savepoint's last segment is published after the savepoint completes; its state cannot know.
+    let sink = ["published unless Kafka has them", "nothing to publish"];
+    assert!(sink.iter().any(|s| inspected.stdout.contains(s)), "{}", inspected.stdout);
     let rescaled = job
         .replacen("parallelism = 2", "parallelism = 3", 1) // the source
         .replace("partition = \"key\"\nparallelism = 2", "partition = \"key\"\nparallelism = 3")

@@ -139,6 +139,9 @@ fn stop_with_savepoint_upgrade_and_resume_is_exact() {
     inspected.expect_code(0);
     assert!(inspected.stdout.contains("word-stats-v1 1.0.0 (state version 1)"), "{}", inspected.stdout);
     assert!(inspected.stdout.contains("key groups 64..128"), "{}", inspected.stdout);
+    // Where the source stood (its file and offset) and what the sink held.
+    assert!(inspected.stdout.contains("in.txt at byte "), "{}", inspected.stdout);
+    assert!(inspected.stdout.contains("file(s) to commit") || inspected.stdout.contains("nothing pending"));
     let v2 = weir(dir, &["run", "v2.toml", "--from-savepoint", &savepoint]);
     v2.expect_code(0).expect_stderr(&["starting from savepoint", "rescaling `stats` from 2 to 3"]);
     assert_output_exact(dir, &text);

@@ -1,6 +1,7 @@
 //! `weir checkpoints list` (what a job's checkpoint store holds, one row per
 //! checkpoint, complete or not, read from listings and manifests only) and
-//! `weir inspect` (one manifest, in human form).
+//! `weir inspect` (one manifest in human form, with where each source
+//! stood and what each sink held, read from their state objects).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +11,8 @@ use indicatif::HumanBytes;
 use weir_sdk::keygroup;
 
 use super::manifest::Manifest;
+use super::paths::Paths;
+use super::state::{self, SourcePosition, TaskState};
 use super::storage::Storage;
 use crate::Error;
 
@@ -77,7 +80,7 @@ pub fn table(rows: &[Row]) -> String {
 
 /// `weir inspect`: a manifest in human form — job, operators, module
 /// versions, parallelism, key-group ranges, sizes.
-pub fn inspect(m: &Manifest, location: &str) -> String {
+pub fn inspect(m: &Manifest, location: &str, storage: &Storage) -> String {
     let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(m.triggered_at_ms));
     let mut out = format!(
         "{} {} of job `{}` at {location}\n  taken {time} in {} ms{}; {} in all; {} key groups (max_parallelism)\n",
@@ -108,7 +111,69 @@ pub fn inspect(m: &Manifest, location: &str) -> String {
                 HumanBytes(s.size).to_string(),
                 s.object
             );
+            if node.kind == "source" || node.kind == "sink" {
+                let at = storage
+                    .get(&Paths::object_in(&storage.root_dir(), &s.object))
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| state::decode(&bytes))
+                    .map_or_else(|e| format!("unreadable: {e}"), |st| describe(&st));
+                let _ = writeln!(out, "                {at}");
+            }
         }
     }
     out
+}
+
+/// Where a source stood, or what a sink held, in one line.
+pub fn describe(state: &TaskState) -> String {
+    match state {
+        TaskState::Source(p) => match p {
+            SourcePosition::Finished => "finished: all input read".into(),
+            SourcePosition::Generator { next } => format!("next record {next}"),
+            SourcePosition::File { file, offset } => format!("file #{file} at byte {offset}"),
+            SourcePosition::FileRange { split, offset } => format!("range #{split} at byte {offset}"),
+            SourcePosition::FileAt(f) => match &f.file {
+                Some(name) => format!("{name} at byte {}", f.offset),
+                None => "every file of its share read".into(),
+            },
+            SourcePosition::Kafka(k) if !k.started => "had not started reading (restores as a fresh start)".into(),
+            SourcePosition::Kafka(k) => {
+                const SHOWN: usize = 8;
+                let mut parts: Vec<String> = k
+                    .partitions
+                    .iter()
+                    .take(SHOWN)
+                    .map(|p| {
+                        let stop = match (p.stop, p.done) {
+                            (_, true) => " done".to_owned(),
+                            (Some(s), false) => format!(" of {s}"),
+                            (None, false) => String::new(),
+                        };
+                        format!("{}/{} @{}{stop}", p.topic, p.partition, p.next)
+                    })
+                    .collect();
+                if k.partitions.len() > SHOWN {
+                    parts.push(format!("… {} more", k.partitions.len() - SHOWN));
+                }
+                if parts.is_empty() {
+                    "no partitions assigned".into()
+                } else {
+                    format!("next offsets {}", parts.join(", "))
+                }
+            }
+        },
+        TaskState::Sink(s) if s.pending.is_empty() => "nothing pending".into(),
+        TaskState::Sink(s) => format!("{} file(s) to commit: {}", s.pending.len(), s.pending.join(", ")),
+        TaskState::KafkaSink(k) => {
+            let segments: Vec<_> = k.writers.iter().flat_map(|w| &w.segments).collect();
+            if segments.is_empty() {
+                return "nothing to publish".into();
+            }
+            let records: usize = segments.iter().map(|s| weir_sdk::frame::read(&s.records).count()).sum();
+            let first = segments.iter().map(|s| s.checkpoint).min().unwrap_or(0);
+            let last = segments.iter().map(|s| s.checkpoint).max().unwrap_or(0);
+            format!("{records} record(s) sealed at checkpoints {first}..={last}, published unless Kafka has them")
+        }
+        TaskState::Operator(_) => String::new(),
+    }
 }
