@@ -67,6 +67,10 @@ pub enum Error {
     /// one job must never write its store and output at once.
     #[error("{0}")]
     Conflict(String),
+    /// A stop-with-savepoint failed after the sources had stopped for it:
+    /// nothing failed, and the job goes on from its latest checkpoint.
+    #[error("{0}")]
+    StopFailed(String),
     /// Cancelled on request (`weir cancel`, or the control API).
     #[error("job cancelled on request")]
     Cancelled,

@@ -187,6 +187,8 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
         show_progress: options.progress,
     };
     let mut attempt = 0;
+    // Restarts after failures; `attempt` also counts resumes after a failed stop.
+    let mut restarts = 0;
     // Recovery is timed from here: process start, then each failure.
     let mut since = started;
     loop {
@@ -196,6 +198,13 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             Ok(summary) => {
                 control.set_state(if summary.stopped_with.is_some() { "stopped" } else { "finished" });
                 return Ok(summary);
+            }
+            Err((Error::StopFailed(why), failed_at)) => {
+                // The client was told; the job is not at fault and goes on.
+                tracing::warn!("{why}; the job goes on from its latest checkpoint");
+                since = failed_at;
+                attempt += 1;
+                continue;
             }
             Err((e, _)) if !e.is_retryable() => {
                 control.set_state(if matches!(e, Error::Cancelled) { "cancelled" } else { "failed" });
@@ -207,16 +216,17 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             }
         };
         attempt += 1;
-        let Some(delay) = restart::delay_before(&plan.restart, attempt) else {
+        restarts += 1;
+        let Some(delay) = restart::delay_before(&plan.restart, restarts) else {
             control.set_state("failed");
-            if attempt == 1 {
+            if restarts == 1 {
                 return Err(cause);
             }
-            return Err(Error::GaveUp { restarts: attempt - 1, cause: Box::new(cause) });
+            return Err(Error::GaveUp { restarts: restarts - 1, cause: Box::new(cause) });
         };
         control.set_state("restarting");
         tracing::warn!(
-            "job `{}` failed: {cause}; restarting in {} (restart {attempt} of {}, [restart] strategy {})",
+            "job `{}` failed: {cause}; restarting in {} (restart {restarts} of {}, [restart] strategy {})",
             plan.name,
             humantime::format_duration(delay),
             plan.restart.attempts,

@@ -557,3 +557,31 @@ pub fn wait_until_or_exit(run: &mut Background, ms: u64) -> bool {
     }
     run.exited()
 }
+
+/// Issue 16 #5: a savepoint or stop-with-savepoint whose upload fails
+/// (injected faults: every put, or only the manifest) is an error for the
+/// client, and the job runs on, exactly-once, as Flink's does — also with
+/// no restarts allowed: a failed stop is not a failure of the job (its
+/// sources had stopped, so it goes on from its latest checkpoint).
+#[test]
+fn a_failed_savepoint_or_stop_leaves_the_job_running() {
+    let (tmp, text) = with_input(20_000, 117);
+    let dir = tmp.path();
+    write(dir, "job.toml", &wordcount(2_000, &format!("{CHECKPOINTS}[restart]\nstrategy = \"none\"\n")));
+    let (mut run, addr) = start(dir, "run", &[]);
+    wait_for_checkpoint(dir, &mut run);
+    for (how, faults) in [(&["savepoint"][..], "put=1"), (&["stop", "--savepoint"][..], "put=1&only=_manifest")] {
+        let target = format!("faulty+file://{}/bad?{faults}", dir.display());
+        let mut args = how.to_vec();
+        args.extend(["--api", &addr, "--target", &target]);
+        let failed = weir(dir, &args);
+        assert_ne!(failed.code, Some(0), "{how:?} with {faults} succeeded:\n{}", failed.stdout);
+        assert!(failed.stderr.contains("injected fault"), "{how:?}: {}", failed.stderr);
+        assert!(!run.exited(), "{how:?} with {faults} ended the job");
+    }
+    savepoint(dir, &addr, true, "good");
+    let done = run.finish();
+    done.expect_code(0).expect_stderr(&["stop-with-savepoint", "the job goes on from its latest checkpoint"]);
+    weir(dir, &["run", "job.toml", "--no-api", "--quiet"]).expect_code(0);
+    assert_output_exact(dir, &text);
+}

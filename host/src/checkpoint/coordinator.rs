@@ -424,7 +424,7 @@ impl Coordinator {
                             let why =
                                 format!("stop-with-savepoint {id} could not be recorded as the job's checkpoint: {e}");
                             let _ = req.reply.send(Err(why.clone()));
-                            return Err(Error::Checkpoint(why));
+                            return Err(Error::StopFailed(why));
                         }
                     }
                     tracing::info!("savepoint {id} is at {}", info.path);
@@ -463,6 +463,7 @@ impl Coordinator {
                 return Ok(Some(Outcome::StoppedWithSavepoint(info)));
             }
             Action::Fail(why) => return Err(Error::Checkpoint(why)),
+            Action::Resume(why) => return Err(Error::StopFailed(why)),
         }
         Ok(None)
     }

@@ -227,6 +227,11 @@ pub enum Action {
     Finish(End),
     /// Fail the attempt with this reason; the protocol is over.
     Fail(String),
+    /// End the attempt without a failure: a stop-with-savepoint failed
+    /// after the sources stopped for it, so the job goes on from its latest
+    /// checkpoint (Flink keeps a job running when a savepoint fails). The
+    /// protocol is over.
+    Resume(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,9 +478,10 @@ impl Protocol {
         match p.kind {
             Kind::Savepoint { request, stop } => {
                 out.push(Action::SavepointFailed { request, why: format!("savepoint {id} failed: {why}") });
-                if stop {
-                    // The sources have stopped: this attempt cannot go on.
-                    self.fail(format!("stop-with-savepoint {id} failed ({why})"), out);
+                if stop && !self.over {
+                    // The sources have stopped: this attempt cannot go on, but the job can.
+                    self.over = true;
+                    out.push(Action::Resume(format!("stop-with-savepoint {id} failed ({why})")));
                 }
             }
             Kind::Checkpoint if counted => {

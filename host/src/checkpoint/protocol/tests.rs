@@ -323,7 +323,7 @@ impl Sim {
                     }
                     self.outcome = Some(end);
                 }
-                Action::Fail(_) => self.outcome = Some(End::Stopped),
+                Action::Fail(_) | Action::Resume(_) => self.outcome = Some(End::Stopped),
             }
         }
         let pending = self.protocol.pending().count() as u32;
