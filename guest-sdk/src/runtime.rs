@@ -103,7 +103,8 @@ impl<O: Operator> Runtime<O> {
         let op = self.op.as_mut().ok_or("operator called before init")?;
         for rec in frame::read(batch) {
             let rec = rec.map_err(|e| e.to_string())?;
-            let value = O::In::decode(rec.value).map_err(Error::into_message)?;
+            let value = O::In::decode(rec.value)
+                .map_err(|e| format!("{} (in the record {})", e.into_message(), preview(rec.key, rec.value)))?;
             let mut out = Emitter::new(&mut self.out, rec.key, rec.timestamp, &mut self.emitted);
             op.process(Record { key: rec.key, timestamp: rec.timestamp, value }, &mut out)
                 .map_err(Error::into_message)?;
@@ -164,6 +165,18 @@ fn all_keyed_state_read(reader: &StateReader) -> Result<(), Error> {
          purpose with StateReader::discard_keyed({first:?})",
         names.join(", ")
     )))
+}
+
+/// A short, escaped look at a record for an error message: its key and the
+/// start of its value, so a user can find it in the input.
+fn preview(key: Option<&[u8]>, value: &[u8]) -> String {
+    const SHOWN: usize = 60;
+    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(SHOWN)]).escape_debug().to_string();
+    let more = if value.len() > SHOWN { format!("… ({} bytes)", value.len()) } else { String::new() };
+    match key {
+        Some(k) => format!("with key \"{}\" and value \"{}\"{more}", text(k), text(value)),
+        None => format!("\"{}\"{more}", text(value)),
+    }
 }
 
 #[cfg(test)]

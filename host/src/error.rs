@@ -87,11 +87,12 @@ impl Error {
 
     /// Whether the input (job file, module) is at fault rather than the run.
     ///
-    /// An operator refusing its `config` in `init` counts as invalid input.
+    /// An operator refusing its `config` in `init`, or its saved state in
+    /// `restore`, counts as invalid input.
     pub fn is_invalid_input(&self) -> bool {
         match self {
             Self::InvalidJob(_) | Self::InvalidModule { .. } | Self::Conflict(_) => true,
-            Self::Guest(g) => g.call == "init" && matches!(g.cause, GuestFailure::Returned(_)),
+            Self::Guest(g) => matches!(g.call, "init" | "restore") && matches!(g.cause, GuestFailure::Returned(_)),
             Self::GaveUp { cause, .. } => cause.is_invalid_input(),
             _ => false,
         }

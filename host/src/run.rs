@@ -323,6 +323,11 @@ impl Attempt<'_> {
             if *flowing {
                 return;
             }
+            // Only once every subtask is open (restored): a restore that fails
+            // must not be preceded by "resumed".
+            if job.stats().iter().any(|s| s.metrics.opened() < s.parallelism) {
+                return;
+            }
             let Some(first) = job.stats().iter().filter_map(|s| s.metrics.first_input()).min() else { return };
             *flowing = true;
             let after = first.saturating_duration_since(since).as_millis();

@@ -123,3 +123,17 @@ fn bad_checkpoint_settings_are_rejected() {
     reject(&with("[checkpoint]\ninterval = \"soon\""), &["interval", "line"]);
     reject(&with("[restart]\nstrategy = \"sometimes\""), &["unknown variant `sometimes`", "fixed-delay"]);
 }
+
+/// Issue 16 #4: a record the operator cannot decode (here text that is not
+/// UTF-8, for an operator reading `&str`) is named by a short preview, so
+/// it can be found in the input.
+#[test]
+fn an_undecodable_record_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), b"fine\nbad \xff byte here\n").unwrap();
+    let ops = format!("[operators.probe]\nwasm = \"{}\"\ninput = \"lines\"", wasm("probe"));
+    let job = write(dir.path(), "job.toml", &pipeline("in.txt", &ops, "probe"));
+    let run = run_job(dir.path(), &job, &[]);
+    assert_ne!(run.code, Some(0));
+    run.expect_stderr(&["operator `probe`", "not UTF-8", "in the record \"bad \u{FFFD} byte here\""]);
+}

@@ -224,8 +224,10 @@ fn state_an_operator_rejects_is_bad_input() {
     wait_for_checkpoints(dir, &mut run, 1);
     let savepoint = stop_with_savepoint(dir, &addr, run);
     let refused = weir(dir, &["run", "other.toml", "--from-savepoint", &savepoint]);
-    refused.expect_code(2).expect_stderr(&["operator `stats`", "failed in `init`", "restore"]);
+    // Issue 16 #4: the call that failed is named, and nothing says "resumed" before it.
+    refused.expect_code(2).expect_stderr(&["operator `stats`", "failed in `restore`", "cannot restore"]);
     assert!(!refused.stderr.contains("restarting"), "bad state is not retried:\n{}", refused.stderr);
+    assert!(!refused.stderr.contains("resumed from"), "\"resumed\" before a failed restore:\n{}", refused.stderr);
 }
 
 /// A savepoint is self-contained: moved elsewhere (the original deleted), it

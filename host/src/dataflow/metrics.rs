@@ -3,7 +3,7 @@
 //! numbers are for humans, not for correctness.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Records in and out of one node, summed over its subtasks.
@@ -13,6 +13,8 @@ pub struct NodeMetrics {
     records_out: AtomicU64,
     /// When a subtask of the node first got records (recovery timing).
     first_input: OnceLock<Instant>,
+    /// Subtasks that are open: instantiated, and their state restored.
+    opened: AtomicU32,
 }
 
 impl NodeMetrics {
@@ -20,6 +22,16 @@ impl NodeMetrics {
     pub fn add_in(&self, n: u64) {
         self.first_input.get_or_init(Instant::now);
         self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One more subtask is open (its state, if any, restored).
+    pub fn mark_opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many subtasks are open.
+    pub fn opened(&self) -> u32 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// When the node first got records, if it has.

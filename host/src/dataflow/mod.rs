@@ -315,7 +315,9 @@ pub fn start(
                         _ => unreachable!("matched as a source above"),
                     };
                     let (cancel, batch_size, link) = (failure.clone(), plan.batch_size, link(head));
-                    match restored_state(&checkpoints, plan, head, s) {
+                    // A source's position is restored here, before its thread starts.
+                    let opened = stats[head].metrics.clone();
+                    let task: Task = match restored_state(&checkpoints, plan, head, s) {
                         Some(TaskState::Source(SourcePosition::Finished)) => {
                             Box::new(move || task::run_finished_source(out, &link))
                         }
@@ -327,7 +329,9 @@ pub fn start(
                         None => {
                             Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, &link, &control))
                         }
-                    }
+                    };
+                    opened.mark_opened();
+                    task
                 }
                 _ => {
                     let members = chain

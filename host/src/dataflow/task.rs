@@ -249,6 +249,7 @@ impl Chain {
                     (finished, Work::Sink(sink))
                 }
             };
+            metrics.mark_opened();
             self.stages.push(Stage { link, metrics, finished, work, call: "process" });
         }
         Ok(())

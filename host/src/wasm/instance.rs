@@ -212,7 +212,14 @@ impl GuestInstance {
                 .map(|k| types::KeyGroupState { key_group: k.group, bytes: k.bytes.clone() })
                 .collect(),
         });
-        self.call("init", |b, s| b.call_init(s, &wit_info, config_json, restored.as_ref()))
+        let restoring = restored.is_some();
+        self.call("init", |b, s| b.call_init(s, &wit_info, config_json, restored.as_ref())).map_err(|mut e| {
+            // The SDK restores inside `init` and says so; name the call that failed.
+            if restoring && matches!(&e.cause, GuestFailure::Returned(m) if m.starts_with("cannot restore")) {
+                e.call = "restore";
+            }
+            e
+        })
     }
 
     /// Calls `snapshot` for checkpoint `checkpoint`.
