@@ -195,7 +195,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| default_filter.into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(weir_host::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)

@@ -1,6 +1,10 @@
 //! What a person watching `weir run` sees: a live line per node (records in
 //! and out, per second) drawn with indicatif on stderr — only on a terminal —
 //! and a summary when the job ends.
+//!
+//! Log lines go through [`LogWriter`]: while a display is shown, each line is
+//! written with the display lifted off the screen and drawn again below it,
+//! so the terminal holds one display, never stale copies of it.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -49,6 +53,7 @@ impl Display {
             (c, bar)
         });
         let last = Mutex::new((Instant::now(), vec![(0, 0); stats.len()]));
+        *shown() = Some(bars.clone());
         Self { bars, header, rows, checkpoints, last }
     }
 
@@ -77,6 +82,7 @@ impl Display {
 
     /// Removes the live lines.
     pub fn clear(&self) {
+        *shown() = None;
         for (_, bar) in &self.rows {
             bar.finish_and_clear();
         }
@@ -85,6 +91,62 @@ impl Display {
         }
         self.header.finish_and_clear();
         let _ = self.bars.clear();
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        *shown() = None;
+    }
+}
+
+/// The display on screen now, if any (one per process at a time).
+fn shown() -> std::sync::MutexGuard<'static, Option<MultiProgress>> {
+    static SHOWN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+    SHOWN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where log lines go (`tracing_subscriber::fmt().with_writer(LogWriter)`):
+/// stderr, around the display if one is shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One log event, written whole when dropped.
+#[derive(Debug)]
+pub struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let write = || {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &self.0);
+        };
+        let bars = shown().clone();
+        match bars {
+            Some(bars) => bars.suspend(write),
+            None => write(),
+        }
     }
 }
 

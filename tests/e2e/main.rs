@@ -5,6 +5,7 @@
 mod bad_input;
 mod chaining;
 mod cli;
+mod display;
 mod faults;
 mod kafka;
 mod operators;
