@@ -98,7 +98,8 @@ fn custom_operator_scaffolded_built_and_run() {
     build
         .current_dir(dir.path())
         .args(["build", "shout"])
-        .env("CARGO_TARGET_DIR", weir_tests::target_dir().join("e2e-scaffold"));
+        .env_remove("CARGO_TARGET_DIR")
+        .env("WEIR_BUILD_DIR", weir_tests::target_dir().join("e2e-shared-build"));
     let built = weir_tests::run_with_timeout(build, std::time::Duration::from_secs(600));
     built.expect_code(0);
     let wasm = built.stdout.lines().last().expect("weir build prints the .wasm path").trim().to_owned();
@@ -110,4 +111,34 @@ fn custom_operator_scaffolded_built_and_run() {
     let mut got = committed_lines(&dir.path().join("out"));
     got.sort();
     assert_eq!(got, [">> HELLO!", ">> WORLD!"]);
+}
+
+/// Issue 16 #3: operator crates share one target directory, so building a
+/// second operator compiles only that operator, not weir-sdk and its
+/// dependencies again; each `.wasm` still lands in its own crate's `target/`.
+#[test]
+fn a_second_operator_reuses_the_first_ones_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = weir_tests::target_dir().join("e2e-shared-build");
+    let build = |name: &str| {
+        weir(dir.path(), &["new", "operator", name]).expect_code(0);
+        let mut cmd = std::process::Command::new(weir_tests::weir_bin());
+        cmd.current_dir(dir.path()).args(["build", name]).env_remove("CARGO_TARGET_DIR").env("WEIR_BUILD_DIR", &shared);
+        let started = std::time::Instant::now();
+        let built = weir_tests::run_with_timeout(cmd, std::time::Duration::from_secs(600));
+        eprintln!("weir build {name}: {:.1?}", started.elapsed());
+        built.expect_code(0);
+        built
+    };
+    build("first-op");
+    let second = build("second-op");
+    let wasm = second.stdout.lines().last().expect("weir build prints the .wasm path").trim().to_owned();
+    let own = dir.path().join("second-op/target/wasm32-wasip2/release/second_op.wasm");
+    assert_eq!(std::path::Path::new(&wasm), own, "{}", second.stdout);
+    assert!(own.is_file());
+    let compiled: Vec<&str> = second.stderr.lines().filter(|l| l.trim_start().starts_with("Compiling")).collect();
+    assert!(
+        compiled.iter().all(|l| l.contains("second-op")),
+        "the second operator compiled more than itself: {compiled:?}"
+    );
 }
