@@ -19,6 +19,7 @@ const GUESTS: &[&str] = &[
     "weir-test-hog",
     "weir-test-not-weir",
     "weir-test-probe",
+    "weir-test-stamp",
     "word-stats-v1",
     "word-stats-v2",
 ];

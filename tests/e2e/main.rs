@@ -6,6 +6,7 @@ mod bad_input;
 mod chaining;
 mod cli;
 mod display;
+mod event_time;
 mod faults;
 mod kafka;
 mod operators;

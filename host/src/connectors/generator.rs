@@ -109,6 +109,9 @@ mod tests {
             words_per_line: Some(4),
             seed: Some(7),
             parallelism: None,
+            key: None,
+            timestamp: None,
+            on_bad_record: None,
         }
     }
 

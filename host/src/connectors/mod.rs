@@ -2,6 +2,7 @@
 //! framed batches; a [`Sink`] consumes them. Each parallel subtask gets its
 //! own instance. All file I/O of the data path happens here.
 
+pub mod extract;
 pub mod file_sink;
 pub mod file_source;
 pub mod generator;

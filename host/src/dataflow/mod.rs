@@ -317,18 +317,21 @@ pub fn start(
                     let (cancel, batch_size, link) = (failure.clone(), plan.batch_size, link(head));
                     // A source's position is restored here, before its thread starts.
                     let opened = stats[head].metrics.clone();
+                    let extract = node.extract.clone();
                     let task: Task = match restored_state(&checkpoints, plan, head, s) {
                         Some(TaskState::Source(SourcePosition::Finished)) => {
                             Box::new(move || task::run_finished_source(out, &link))
                         }
                         Some(TaskState::Source(position)) => {
                             source.restore(position)?;
-                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, &link, &control))
+                            Box::new(move || {
+                                task::run_source(source, out, batch_size, &cancel.cancel, &link, &control, extract)
+                            })
                         }
                         Some(other) => return Err(misfit(&checkpoints, plan, head, s, other)),
-                        None => {
-                            Box::new(move || task::run_source(source, out, batch_size, &cancel.cancel, &link, &control))
-                        }
+                        None => Box::new(move || {
+                            task::run_source(source, out, batch_size, &cancel.cancel, &link, &control, extract)
+                        }),
                     };
                     opened.mark_opened();
                     task

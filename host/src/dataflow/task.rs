@@ -29,6 +29,7 @@ use super::metrics::NodeMetrics;
 use super::output::{Blame, Outputs, count_records};
 use crate::checkpoint::coordinator::{Control, TaskEvent};
 use crate::checkpoint::state::{self, OperatorState, SourcePosition, TaskState};
+use crate::connectors::extract::Extractor;
 use crate::connectors::{Sink, Source, SourceStatus};
 use crate::wasm::OperatorModule;
 use crate::wasm::instance::{GuestInstance, InstanceInfo};
@@ -80,6 +81,7 @@ pub fn run_source(
     cancel: &AtomicBool,
     link: &Link,
     control: &Receiver<Control>,
+    mut extract: Option<Extractor>,
 ) -> Result<(), TaskError> {
     let mut buf = Vec::with_capacity(batch_size * 64);
     loop {
@@ -105,9 +107,23 @@ pub fn run_source(
         }
         buf.clear();
         let status = source.next_batch(&mut buf, batch_size)?;
-        out.emit(&buf, unreachable_blame)?;
+        let batch = match &mut extract {
+            Some(extract) => extract.apply(&buf)?,
+            None => &buf,
+        };
+        out.emit(batch, unreachable_blame)?;
         out.flush()?;
         if status == SourceStatus::Exhausted {
+            if let Some(extract) = &extract
+                && extract.skipped() > 0
+            {
+                tracing::warn!(
+                    "source `{}` (subtask {}) skipped {} record(s) without a readable key or timestamp",
+                    extract.node(),
+                    link.subtask,
+                    extract.skipped()
+                );
+            }
             out.end()?;
             link.finished(&TaskState::Source(SourcePosition::Finished));
             return Ok(());

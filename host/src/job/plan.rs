@@ -11,6 +11,7 @@ use super::spec::{
     SourceSpec,
 };
 use crate::Error;
+use crate::connectors::extract::Extractor;
 use crate::connectors::kafka::{self, KafkaSinkConfig, KafkaSourceConfig};
 
 /// A validated job, ready to run.
@@ -47,6 +48,8 @@ pub struct Node {
     pub kind: NodeKind,
     /// Incoming edges.
     pub inputs: Vec<Edge>,
+    /// Sources: keys and timestamps read from the records, if asked for.
+    pub extract: Option<Extractor>,
 }
 
 /// An edge from an earlier node.
@@ -227,7 +230,7 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
             }
             inputs.push(Edge { from, partition });
         }
-        nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs });
+        nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs, extract: d.extract.clone() });
     }
     if let Some(c) = &spec.checkpoint {
         if c.interval.is_zero() || c.max_concurrent == 0 || c.timeout.is_zero() {
@@ -281,13 +284,17 @@ struct Draft {
     partition: Option<Partition>,
     inputs: Vec<String>,
     kind: NodeKind,
+    extract: Option<Extractor>,
 }
 
 fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
     let mut out = Vec::new();
     for (id, s) in &spec.sources {
+        let (key, timestamp, on_bad) = s.extraction();
+        let extract =
+            Extractor::new(id, key, timestamp, on_bad).map_err(|e| Error::InvalidJob(format!("[sources.{id}] {e}")))?;
         let (kind, parallelism) = match s {
-            SourceSpec::File { path, parallelism, rate } => {
+            SourceSpec::File { path, parallelism, rate, .. } => {
                 let path = base.join(path);
                 if !path.exists() {
                     return Err(Error::InvalidJob(format!("[sources.{id}] path {} does not exist", path.display())));
@@ -301,7 +308,8 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
                 (NodeKind::KafkaSource(Arc::new(cfg)), k.parallelism)
             }
         };
-        out.push(Draft { section: "sources", id: id.clone(), parallelism, partition: None, inputs: vec![], kind });
+        let inputs = vec![];
+        out.push(Draft { section: "sources", id: id.clone(), parallelism, partition: None, inputs, kind, extract });
     }
     for (id, o) in &spec.operators {
         let module = match (&o.wasm, &o.builtin) {
@@ -328,6 +336,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         let kind = NodeKind::Operator { module, config_json };
         let inputs = o.input.ids().to_vec();
         out.push(Draft {
+            extract: None,
             section: "operators",
             id: id.clone(),
             parallelism: o.parallelism,
@@ -366,6 +375,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         };
         let inputs = s.input.ids().to_vec();
         out.push(Draft {
+            extract: None,
             section: "sinks",
             id: id.clone(),
             parallelism: s.parallelism,

@@ -206,6 +206,12 @@ pub enum SourceSpec {
         parallelism: Option<u32>,
         /// Lines per second in total; as fast as possible if absent.
         rate: Option<f64>,
+        /// Each record's key, read from its text.
+        key: Option<FieldSpec>,
+        /// Each record's event time, read from its text.
+        timestamp: Option<FieldSpec>,
+        /// A record whose key or timestamp cannot be read. Default `fail`.
+        on_bad_record: Option<OnBadRecord>,
     },
     /// A deterministic sequence of records.
     Generator(GeneratorSpec),
@@ -235,6 +241,12 @@ pub struct KafkaSourceSpec {
     pub parallelism: Option<u32>,
     /// Records per second in total; as fast as possible if absent.
     pub rate: Option<f64>,
+    /// Each record's key, read from its value (else the Kafka key).
+    pub key: Option<FieldSpec>,
+    /// Each record's event time, read from its value (else the Kafka timestamp).
+    pub timestamp: Option<FieldSpec>,
+    /// A record whose key or timestamp cannot be read. Default `fail`.
+    pub on_bad_record: Option<OnBadRecord>,
     /// How often to look for new partitions (and topics matching
     /// `topic_pattern`); `"0"` turns it off. Default `"10s"`.
     #[serde(default, with = "humantime_serde::option")]
@@ -307,6 +319,69 @@ pub enum KafkaDelivery {
     AtLeastOnce,
 }
 
+/// Where a key or timestamp is in a record's text: exactly one of `json`,
+/// `csv` and `regex`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// A field of a JSON object (`a.b` for nested objects).
+    pub json: Option<String>,
+    /// A column (0-based) of separated text, without quoting.
+    pub csv: Option<usize>,
+    /// The column separator for `csv`. Default `,`.
+    pub separator: Option<char>,
+    /// A regex: its first capture group (the whole match without one).
+    pub regex: Option<String>,
+    /// For timestamps: how the text is written. Default `epoch-ms`.
+    pub format: Option<TimeFormat>,
+}
+
+/// How a timestamp is written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeFormat {
+    /// Milliseconds since the Unix epoch.
+    #[default]
+    EpochMs,
+    /// Seconds since the Unix epoch (fractions allowed).
+    EpochS,
+    /// RFC 3339 in UTC, e.g. `2026-11-25T10:00:00Z` (or without the `Z`).
+    Rfc3339,
+}
+
+impl TimeFormat {
+    /// The name used in job files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EpochMs => "epoch-ms",
+            Self::EpochS => "epoch-s",
+            Self::Rfc3339 => "rfc3339",
+        }
+    }
+}
+
+/// What a source does with a record whose key or timestamp cannot be read.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadRecord {
+    /// Fail the job, naming the record.
+    #[default]
+    Fail,
+    /// Drop it, counted (and logged once).
+    Skip,
+}
+
+impl SourceSpec {
+    /// `key`, `timestamp` and `on_bad_record`, whatever the kind.
+    pub fn extraction(&self) -> (Option<&FieldSpec>, Option<&FieldSpec>, Option<OnBadRecord>) {
+        match self {
+            Self::File { key, timestamp, on_bad_record, .. } => (key.as_ref(), timestamp.as_ref(), *on_bad_record),
+            Self::Generator(g) => (g.key.as_ref(), g.timestamp.as_ref(), g.on_bad_record),
+            Self::Kafka(k) => (k.key.as_ref(), k.timestamp.as_ref(), k.on_bad_record),
+        }
+    }
+}
+
 /// A generator source's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +401,12 @@ pub struct GeneratorSpec {
     pub seed: Option<u64>,
     /// Parallel generators; they split the sequence. Default 1.
     pub parallelism: Option<u32>,
+    /// Each record's key, read from its text.
+    pub key: Option<FieldSpec>,
+    /// Each record's event time, read from its text.
+    pub timestamp: Option<FieldSpec>,
+    /// A record whose key or timestamp cannot be read. Default `fail`.
+    pub on_bad_record: Option<OnBadRecord>,
 }
 
 /// What a generator emits.
