@@ -414,3 +414,47 @@ fn refused_credentials_are_bad_input() {
     assert!(run.stderr.contains("refused the credentials"), "{}", run.stderr);
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+/// A bounded read of two topics whose partitions share numbers: the end of
+/// one topic's partition 0 must not end the other's (an end-of-partition
+/// event names no topic). Every record of both is read.
+#[test]
+fn a_bounded_read_of_several_topics_reads_them_all() {
+    let broker = Broker::start();
+    broker.create_topic("small", 1);
+    broker.create_topic("big", 1);
+    broker.produce_lines("small", 1, &["s1", "s2"]);
+    let big: Vec<String> = (0..1_000).map(|i| format!("b{i}")).collect();
+    broker.produce_lines("big", 1, &big.iter().map(String::as_str).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "[sources.in]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = [\"small\", \"big\"]\nstop = \"latest\"\n\
+         rate = 500\n\
+         [sinks.out]\nkind = \"file\"\npath = \"out\"\ninput = \"in\"\n",
+        broker.brokers()
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    crate::run_job(dir.path(), "job.toml", &[]).expect_code(0);
+    // Paced, so that `small` ends long before `big` does.
+    assert_eq!(weir_tests::committed_lines(&dir.path().join("out")).len(), 1_002);
+}
+
+/// A record larger than the producer takes fails the job when written, as
+/// bad input — not after its checkpoint completed, when every restore would
+/// retry it.
+#[test]
+fn a_record_kafka_would_refuse_fails_before_it_is_sealed() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    let dir = tempfile::tempdir().unwrap();
+    crate::write(dir.path(), "in.txt", &format!("short\n{}\n", "x".repeat(5_000)));
+    let job = format!(
+        "[sources.in]\nkind = \"file\"\npath = \"in.txt\"\n\
+         [sinks.out]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"t\"\ninput = \"in\"\n\
+         properties = {{ \"message.max.bytes\" = 2000 }}\n[checkpoint]\ninterval = \"1s\"\n",
+        broker.brokers()
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    let run = crate::run_job(dir.path(), "job.toml", &[]);
+    run.expect_code(2).expect_stderr(&["a record of 5000 bytes", "message.max.bytes"]);
+}

@@ -108,6 +108,8 @@ pub struct KafkaSink {
     unsealed: Vec<u8>,
     /// Exactly-once: sealed segments not yet published, oldest first.
     segments: Vec<KafkaSegment>,
+    /// Largest record (key + value) the producer takes.
+    max_message: usize,
 }
 
 impl KafkaSink {
@@ -115,13 +117,14 @@ impl KafkaSink {
     pub fn new(cfg: Arc<KafkaSinkConfig>, subtask: u32) -> Self {
         let writer = cfg.writer(subtask);
         Self {
-            cfg,
             subtask,
             writer,
             producer: None,
             deliveries: Deliveries::default(),
             unsealed: Vec::new(),
             segments: Vec::new(),
+            max_message: max_message(&cfg.properties),
+            cfg,
         }
     }
 
@@ -142,6 +145,10 @@ impl KafkaSink {
         // Delivery reports only for failures: one event per record costs
         // more than the send itself.
         config.set("enable.idempotence", "true").set("linger.ms", "5").set("delivery.report.only.error", "true");
+        // A message librdkafka still retries after our flush gave up could
+        // land after a restore read the topic back (and be published twice):
+        // it gives up no later than we do.
+        config.set("message.timeout.ms", self.cfg.timeout.as_millis().to_string());
         for (k, v) in &self.cfg.properties {
             config.set(k, v);
         }
@@ -222,10 +229,15 @@ impl KafkaSink {
             if let Some(ts) = rec.timestamp {
                 record = record.timestamp(ts);
             }
+            let mut full_since: Option<Instant> = None;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        if full_since.get_or_insert_with(Instant::now).elapsed() > self.cfg.timeout {
+                            let e = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+                            return Err(self.fail("the producer's queue stayed full (are the brokers up?)", &e));
+                        }
                         record = back;
                         producer.poll(Duration::from_millis(10));
                     }
@@ -359,6 +371,17 @@ fn seq_of(m: &impl Message, writer: &str) -> Option<(u64, u32)> {
     Some((c.parse().ok()?, i.parse().ok()?))
 }
 
+/// librdkafka's `message.max.bytes` (default 1,000,000) as set in `properties`,
+/// less room for the record's headers and framing.
+fn max_message(properties: &[(String, String)]) -> usize {
+    let max = properties
+        .iter()
+        .find(|(k, _)| k == "message.max.bytes")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(1_000_000);
+    max.saturating_sub(512)
+}
+
 fn plural(n: usize) -> String {
     if n == 1 { "1 record".into() } else { format!("{n} records") }
 }
@@ -367,6 +390,19 @@ impl Sink for KafkaSink {
     fn write(&mut self, batch: &[u8]) -> Result<(), Error> {
         self.open()?;
         if self.exactly_once() {
+            // A record Kafka would refuse must fail the job now: once sealed
+            // into a completed checkpoint, every restore would retry it.
+            for rec in frame::read(batch) {
+                let rec = rec.map_err(|e| Error::Internal(format!("kafka sink got a malformed batch: {e}")))?;
+                let size = rec.value.len() + rec.key.map_or(0, <[u8]>::len);
+                if size > self.max_message {
+                    return Err(Error::InvalidJob(format!(
+                        "`{}`: a record of {size} bytes is larger than the producer's message.max.bytes ({}); \
+                         raise it in `properties` (and the topic's max.message.bytes), or make records smaller",
+                        self.cfg.node, self.max_message
+                    )));
+                }
+            }
             self.unsealed.extend_from_slice(batch);
             return Ok(());
         }
@@ -430,9 +466,10 @@ impl Sink for KafkaSink {
 
     fn abort(&mut self) {
         if let Some(producer) = &self.producer {
-            // Let what is in flight land (or fail) now, not after a restore
-            // has read back the output.
-            let _ = producer.flush(Duration::from_secs(2));
+            // Let everything in flight land or fail now (librdkafka gives up
+            // within `timeout`, see `open`), not after a restore has read
+            // the output back.
+            let _ = producer.flush(self.cfg.timeout);
         }
     }
 }

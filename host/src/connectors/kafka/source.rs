@@ -351,11 +351,25 @@ impl Source for KafkaSource {
                     self.check_done(&topic, partition, false);
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    // The event names no topic: check every topic's partition of that number.
+                    // The event names no topic. With one topic of that partition
+                    // number the event is its end; with several, each is done
+                    // only once the consumer's own position there reached its stop.
                     let at: Vec<String> =
                         self.parts.keys().filter(|(_, p)| *p == partition).map(|(t, _)| t.clone()).collect();
-                    for topic in at {
-                        self.check_done(&topic, partition, true);
+                    if let [topic] = at.as_slice() {
+                        self.check_done(topic, partition, true);
+                    } else if let Ok(positions) = self.consumer.position() {
+                        for topic in at {
+                            let reached = match positions.find_partition(&topic, partition).map(|e| e.offset()) {
+                                Some(Offset::Offset(o)) => self
+                                    .parts
+                                    .get(&(topic.clone(), partition))
+                                    .and_then(|p| p.stop)
+                                    .is_some_and(|s| o >= s),
+                                _ => false,
+                            };
+                            self.check_done(&topic, partition, reached);
+                        }
                     }
                 }
                 Err(e) if is_fatal(&e) => {
@@ -375,8 +389,12 @@ impl Source for KafkaSource {
         if !self.started
             && let Some(restored) = &self.restored
         {
-            // Not assigned yet: what was restored is still where it stands.
-            return SourcePosition::Kafka(restored.clone());
+            // Not assigned yet: what was restored is still where it stands —
+            // for this subtask's partitions only (after a rescale it was
+            // handed every old subtask's, which their new owners move on).
+            let mut own = restored.clone();
+            own.partitions.retain(|p| assigned_subtask(&p.topic, p.partition, self.parallelism) == self.subtask);
+            return SourcePosition::Kafka(own);
         }
         SourcePosition::Kafka(KafkaPosition {
             started: self.started,
@@ -399,6 +417,14 @@ impl Source for KafkaSource {
         match position {
             // A subtask that had not started yet starts afresh.
             SourcePosition::Kafka(p) => {
+                if p.started && p.bounded != self.cfg.bounded {
+                    let (was, is) = if p.bounded { ("bounded", "unbounded") } else { ("unbounded", "bounded") };
+                    return Err(Error::InvalidJob(format!(
+                        "`{}`: the saved position is of a {was} read, the job now asks for an {is} one (`stop` \
+                         changed); put `stop` back as it was, or rename the source to start it afresh",
+                        self.cfg.node
+                    )));
+                }
                 self.restored = p.started.then_some(p);
                 Ok(())
             }
