@@ -222,11 +222,13 @@ impl Extractor {
     }
 }
 
-/// A short escaped look at a record value.
+/// A short escaped look at a record value (bounded and escaped as any
+/// untrusted text is, see `wasm::text`).
 fn preview(value: &[u8]) -> String {
     const SHOWN: usize = 60;
-    let text = String::from_utf8_lossy(&value[..value.len().min(SHOWN)]).escape_debug().to_string();
-    if value.len() > SHOWN { format!("\"{text}\"… ({} bytes)", value.len()) } else { format!("\"{text}\"") }
+    let head = String::from_utf8_lossy(&value[..value.len().min(SHOWN)]);
+    let more = if value.len() > SHOWN { format!("… ({} bytes)", value.len()) } else { String::new() };
+    format!("\"{}\"{more}", crate::wasm::text::untrusted(&head, SHOWN))
 }
 
 #[cfg(test)]
