@@ -280,6 +280,11 @@ impl Rng {
         Self(seed)
     }
 
+    /// Seeded with `seed` (for generated inputs that must not vary).
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
     /// The next number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);

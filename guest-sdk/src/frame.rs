@@ -5,7 +5,10 @@
 //! appended to each other). Each record is:
 //!
 //! ```text
-//! u8        flags        bit 0: key present, bit 1: timestamp present
+//! u8        flags        bit 0: key present, bit 1: timestamp present,
+//!                        bit 2: side output named
+//! [u8       name length  (if a side output is named: the record goes to
+//!  bytes    name]         that output, not the main one; only in a guest's output)
 //! [u32 LE   key length   (if key present)
 //!  bytes    key]
 //! [i64 LE   timestamp]   (if timestamp present; event time in ms)
@@ -20,6 +23,7 @@ use core::fmt;
 
 const HAS_KEY: u8 = 1;
 const HAS_TIMESTAMP: u8 = 2;
+const TO_OUTPUT: u8 = 4;
 
 /// A record borrowed from a framed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +34,10 @@ pub struct RecordRef<'a> {
     pub timestamp: Option<i64>,
     /// The payload. The host never looks inside it.
     pub value: &'a [u8],
+    /// The side output the record is for (`late`, `errors`, …); `None` for
+    /// the main output. Only an operator's output names one; the host
+    /// strips the name when it routes the record.
+    pub output: Option<&'a [u8]>,
 }
 
 /// A batch that ends in the middle of a record.
@@ -54,6 +62,19 @@ pub fn write(out: &mut Vec<u8>, key: Option<&[u8]>, timestamp: Option<i64>, valu
     head(out, key, timestamp);
     out.extend_from_slice(&len_u32(value.len()).to_le_bytes());
     out.extend_from_slice(value);
+}
+
+/// Appends one record for the side output `output` (at most 255 bytes of name).
+pub fn write_to(out: &mut Vec<u8>, output: &[u8], key: Option<&[u8]>, timestamp: Option<i64>, value: &[u8]) {
+    let name_len = u8::try_from(output.len()).expect("side output names are at most 255 bytes");
+    out.push(TO_OUTPUT);
+    out.push(name_len);
+    out.extend_from_slice(output);
+    let at = out.len();
+    write(out, key, timestamp, value);
+    // One flags byte: the record's own follows the name; fold it into the first.
+    let flags = out.remove(at);
+    out[at - output.len() - 2] |= flags;
 }
 
 /// Starts a record whose value the caller appends to `out` directly; returns
@@ -124,6 +145,15 @@ impl<'a> Reader<'a> {
 
     fn record(&mut self) -> Option<RecordRef<'a>> {
         let flags = self.take(1)?[0];
+        if flags & !(HAS_KEY | HAS_TIMESTAMP | TO_OUTPUT) != 0 {
+            return None;
+        }
+        let output = if flags & TO_OUTPUT != 0 {
+            let n = usize::from(self.take(1)?[0]);
+            Some(self.take(n)?)
+        } else {
+            None
+        };
         let key = if flags & HAS_KEY != 0 {
             let n = self.take_u32()?;
             Some(self.take(n)?)
@@ -138,7 +168,7 @@ impl<'a> Reader<'a> {
         };
         let n = self.take_u32()?;
         let value = self.take(n)?;
-        Some(RecordRef { key, timestamp, value })
+        Some(RecordRef { key, timestamp, value, output })
     }
 }
 
@@ -173,10 +203,30 @@ mod tests {
         write(&mut buf, Some(b""), Some(i64::MAX), b"both");
         let got: Vec<_> = read(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(got.len(), 4);
-        assert_eq!(got[0], RecordRef { key: None, timestamp: None, value: b"plain" });
-        assert_eq!(got[1], RecordRef { key: Some(b"k"), timestamp: None, value: b"" });
-        assert_eq!(got[2], RecordRef { key: None, timestamp: Some(-5), value: b"ts" });
-        assert_eq!(got[3], RecordRef { key: Some(b""), timestamp: Some(i64::MAX), value: b"both" });
+        assert_eq!(got[0], RecordRef { key: None, timestamp: None, value: b"plain", output: None });
+        assert_eq!(got[1], RecordRef { key: Some(b"k"), timestamp: None, value: b"", output: None });
+        assert_eq!(got[2], RecordRef { key: None, timestamp: Some(-5), value: b"ts", output: None });
+        assert_eq!(got[3], RecordRef { key: Some(b""), timestamp: Some(i64::MAX), value: b"both", output: None });
+    }
+
+    #[test]
+    fn side_output_records_name_their_output() {
+        let mut buf = Vec::new();
+        write(&mut buf, Some(b"k"), Some(7), b"main");
+        write_to(&mut buf, b"late", Some(b"k"), Some(3), b"side");
+        write_to(&mut buf, b"x", None, None, b"");
+        let got: Vec<_> = read(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got[0].output, None);
+        assert_eq!(got[1], RecordRef { key: Some(b"k"), timestamp: Some(3), value: b"side", output: Some(b"late") });
+        assert_eq!(got[2], RecordRef { key: None, timestamp: None, value: b"", output: Some(b"x") });
+    }
+
+    #[test]
+    fn unknown_flags_are_a_framing_error() {
+        let mut buf = Vec::new();
+        write(&mut buf, None, None, b"v");
+        buf[0] |= 0x80;
+        assert_eq!(read(&buf).next(), Some(Err(FrameError { offset: 0 })));
     }
 
     #[test]

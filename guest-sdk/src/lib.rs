@@ -12,12 +12,18 @@ pub mod runtime;
 #[cfg(feature = "guest")]
 mod state;
 #[cfg(feature = "guest")]
+mod timer;
+#[cfg(feature = "guest")]
 mod value;
+#[cfg(feature = "guest")]
+pub mod window;
 
 #[cfg(feature = "guest")]
 pub use operator::{Context, Emitter, InstanceInfo, Operator, Record};
 #[cfg(feature = "guest")]
 pub use state::{KeyedState, StateReader, StateWriter};
+#[cfg(feature = "guest")]
+pub use timer::{TimeDomain, Timer, Timers};
 #[cfg(feature = "guest")]
 pub use value::{Decode, Encode, Json};
 
@@ -172,6 +178,9 @@ macro_rules! export {
             }
             fn on_watermark(watermark: i64) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                 __WEIR_RUNTIME.with_borrow_mut(|rt| rt.on_watermark(watermark))
+            }
+            fn on_processing_time(now: i64) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                __WEIR_RUNTIME.with_borrow_mut(|rt| rt.on_processing_time(now))
             }
             fn snapshot(
                 checkpoint_id: u64,

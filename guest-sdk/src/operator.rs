@@ -1,5 +1,10 @@
-//! The [`Operator`] trait and what it is handed: [`Record`], [`Emitter`], [`Context`].
+//! The [`Operator`] trait and what it is handed: [`Record`], [`Emitter`],
+//! [`Context`]. The emitter is also where an operator reads the time and
+//! sets timers; the state behind that ([`Services`]) is the runtime's.
 
+use core::cell::Cell;
+
+use crate::timer::{Timer, TimerService, Timers};
 use crate::value::{Decode, Encode};
 use crate::{Error, frame};
 
@@ -64,17 +69,37 @@ impl<T> Record<'_, T> {
 /// be any [`Encode`] type: `str`, `[u8]`, `String`, `Vec<u8>`, or `Json<T>`.
 ///
 /// [`emit`](Self::emit) keeps the key and timestamp of the record being
-/// processed (like a map over values); the other methods set them.
+/// processed (like a map over values; in [`Operator::on_timer`], the timer's
+/// key and time); the other methods set them. The `_to` methods send a
+/// record to a side output instead of the main one. It also tells the time
+/// ([`watermark`](Self::watermark), [`processing_time`](Self::processing_time))
+/// and holds the current key's [`timers`](Self::timers).
 pub struct Emitter<'a> {
     out: &'a mut Vec<u8>,
     key: Option<&'a [u8]>,
     timestamp: Option<i64>,
-    count: &'a mut u64,
+    services: &'a mut Services,
 }
 
 impl<'a> Emitter<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>, key: Option<&'a [u8]>, timestamp: Option<i64>, count: &'a mut u64) -> Self {
-        Self { out, key, timestamp, count }
+    pub(crate) fn new(
+        out: &'a mut Vec<u8>,
+        key: Option<&'a [u8]>,
+        timestamp: Option<i64>,
+        services: &'a mut Services,
+    ) -> Self {
+        Self { out, key, timestamp, services }
+    }
+
+    /// An emitter into the same output whose default key and timestamp
+    /// are `key` and `timestamp`.
+    pub(crate) fn scoped<'b>(&'b mut self, key: Option<&'b [u8]>, timestamp: Option<i64>) -> Emitter<'b> {
+        Emitter { out: &mut *self.out, key, timestamp, services: &mut *self.services }
+    }
+
+    /// The timer service, for timers of any key (the SDK's windows).
+    pub(crate) fn timer_service(&mut self) -> &mut TimerService {
+        &mut self.services.timers
     }
 
     /// Emits `value` with the current record's key and timestamp.
@@ -98,7 +123,131 @@ impl<'a> Emitter<'a> {
                 frame::end(self.out, at);
             }
         }
-        *self.count += 1;
+    }
+
+    /// Emits `value` with the current key and timestamp to the side output
+    /// `output` (e.g. `"late"`, `"errors"`): the job reads it as
+    /// `input = "<this node>.<output>"`, and drops it if no node does.
+    ///
+    /// A name is 1 to 255 bytes; another fails the call (when it returns)
+    /// with an error saying so.
+    pub fn emit_to<V: Encode + ?Sized>(&mut self, output: &str, value: &V) {
+        self.emit_record_to(output, self.key, self.timestamp, value);
+    }
+
+    /// Emits `value` with exactly the given key and timestamp to the side
+    /// output `output`; see [`emit_to`](Self::emit_to).
+    pub fn emit_record_to<V: Encode + ?Sized>(
+        &mut self,
+        output: &str,
+        key: Option<&[u8]>,
+        timestamp: Option<i64>,
+        value: &V,
+    ) {
+        if output.is_empty() || output.len() > usize::from(u8::MAX) {
+            let shown: String = output.chars().take(40).collect();
+            self.services.misuse.get_or_insert_with(|| {
+                format!("a side output's name is 1 to 255 bytes long, not {} (\"{shown}\")", output.len())
+            });
+            return;
+        }
+        let bytes = match value.as_raw() {
+            Some(bytes) => bytes,
+            None => {
+                self.services.scratch.clear();
+                value.encode(&mut self.services.scratch);
+                &self.services.scratch
+            }
+        };
+        frame::write_to(self.out, output.as_bytes(), key, timestamp, bytes);
+    }
+
+    /// The watermark, in ms: event time up to which every record has come
+    /// (no record with an earlier or equal timestamp should follow);
+    /// `i64::MIN` before the first.
+    pub fn watermark(&self) -> i64 {
+        self.services.watermark
+    }
+
+    /// Processing time: ms since the Unix epoch, from the host's clock
+    /// (which tests can set), not the system's. One call (a batch, a
+    /// watermark) sees one time; in a processing-time
+    /// [`on_timer`](Operator::on_timer), the time the host reported.
+    pub fn processing_time(&self) -> i64 {
+        let now = self.services.now.get().unwrap_or_else(self.services.clock);
+        self.services.now.set(Some(now));
+        now
+    }
+
+    /// The timers of the current key: the record's (or, in
+    /// [`on_timer`](Operator::on_timer), the timer's). Where there is no
+    /// key — a record without one, [`on_watermark`](Operator::on_watermark),
+    /// [`finish`](Operator::finish) — they are the empty key's.
+    pub fn timers(&mut self) -> Timers<'_> {
+        Timers { key: self.key.unwrap_or_default(), service: &mut self.services.timers }
+    }
+}
+
+/// What an instance's emitters reach besides the output: time, timers, and
+/// a misuse to report when the call returns. The runtime owns it and lends
+/// it to one [`Emitter`] at a time.
+#[derive(Debug)]
+pub(crate) struct Services {
+    /// The watermark (`i64::MIN` before the first).
+    pub(crate) watermark: i64,
+    /// This call's processing time, once read (or handed in); a cell so
+    /// that reading it takes `&Emitter`.
+    now: Cell<Option<i64>>,
+    /// Where processing time comes from: the host, or a test's clock.
+    pub(crate) clock: fn() -> i64,
+    /// Every timer of the instance (checkpointed by the runtime).
+    pub(crate) timers: TimerService,
+    /// The first misuse of an emitter in this call (e.g. a side output
+    /// without a name): an error from a method that returns nothing,
+    /// reported when the call returns.
+    misuse: Option<String>,
+    /// Reused for side-output values that are not their own bytes.
+    scratch: Vec<u8>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            watermark: i64::MIN,
+            now: Cell::new(None),
+            clock: host_clock,
+            timers: TimerService::default(),
+            misuse: None,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Services {
+    /// A call starts: processing time is `now` if the host handed it in,
+    /// else read from the clock when first asked; no misuse yet.
+    pub(crate) fn start_call(&mut self, now: Option<i64>) {
+        self.now.set(now);
+        self.misuse = None;
+    }
+
+    /// A call ends: the misuse it made, if any, fails it.
+    pub(crate) fn end_call(&mut self) -> Result<(), Error> {
+        self.misuse.take().map_or(Ok(()), |m| Err(Error::msg(m)))
+    }
+}
+
+/// Processing time from the host (`host.now`); natively, where there is no
+/// host (unit tests), the system clock.
+fn host_clock() -> i64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::weir::operator::host::now()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since_epoch.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 
@@ -106,7 +255,8 @@ impl<'a> Emitter<'a> {
 ///
 /// The host creates one instance per subtask with `Default`, calls
 /// [`init`](Self::init) once, then [`process`](Self::process) for every input
-/// record, [`on_watermark`](Self::on_watermark) as event time advances, and
+/// record, [`on_timer`](Self::on_timer) for every due timer,
+/// [`on_watermark`](Self::on_watermark) as event time advances, and
 /// [`finish`](Self::finish) when a bounded input ends.
 ///
 /// ```
@@ -159,7 +309,26 @@ pub trait Operator: Default + 'static {
         Ok(())
     }
 
-    /// The input ended: emit anything still buffered.
+    /// A timer of [`timer.key`](Timer::key) is due (see
+    /// [`Emitter::timers`]): event-time timers fire as the watermark
+    /// reaches them, before [`on_watermark`](Self::on_watermark);
+    /// processing-time ones as the host's clock does. `out` emits with the
+    /// timer's key and time by default; read and write the key's
+    /// [`KeyedState`](crate::KeyedState) with `timer.key`, and register
+    /// further timers through `out.timers()` (for that key). Timers fire in
+    /// order of time, then key, each once, across failures too.
+    ///
+    /// # Errors
+    /// As for [`process`](Self::process).
+    fn on_timer(&mut self, timer: Timer<'_>, out: &mut Emitter<'_>) -> Result<(), Error> {
+        let _ = (timer, out);
+        Ok(())
+    }
+
+    /// The input ended: emit anything still buffered. Event time has ended
+    /// too: before this, the runtime advances the watermark to `i64::MAX`
+    /// (unless the host already did), firing every event-time timer and
+    /// calling [`on_watermark`](Self::on_watermark).
     ///
     /// # Errors
     /// As for [`process`](Self::process).

@@ -11,7 +11,9 @@
 //! states of one name, a restore hands each state only its own entries, and
 //! the runtime fails a restore that leaves some name's entries unread. The
 //! unnamed state ([`KeyedState::default`]) is the namespace state written
-//! before names existed lives in, so it still restores.
+//! before names existed lives in, so it still restores. Names starting
+//! with `weir.` are the SDK's own: the runtime keeps timers under
+//! `weir.timers`, written and read without the operator's help.
 //!
 //! **Layout of a key group's bytes** (framed records, see [`frame`]): a
 //! record with a key is an entry — key, and the value as JSON — of the
@@ -24,6 +26,10 @@
 use core::cell::RefCell;
 
 use crate::{Error, frame, keygroup};
+
+/// Keyed-state names starting with this belong to the SDK (e.g. its timers,
+/// `weir.timers`): an operator's own [`KeyedState`] may not use them.
+const RESERVED: &str = "weir.";
 
 /// A map from record key to `V`, partitioned by key group for checkpoints
 /// and stored under its name.
@@ -59,7 +65,8 @@ impl<V> Default for KeyedState<V> {
 impl<V> KeyedState<V> {
     /// An empty keyed state whose entries are stored under `name`. Names
     /// are the operator's own: they only have to differ between the
-    /// operator's keyed states and stay the same across its versions.
+    /// operator's keyed states and stay the same across its versions, and
+    /// not start with `weir.` (the SDK's; a snapshot refuses them).
     pub fn named(name: impl Into<String>) -> Self {
         Self { map: hashbrown::HashMap::default(), name: name.into(), aliases: Vec::new() }
     }
@@ -341,8 +348,22 @@ impl StateWriter {
         &mut self.operator
     }
 
-    /// The index of namespace `name`, which a keyed state is about to write.
+    /// The index of namespace `name`, which an operator's keyed state is
+    /// about to write. Names starting with `weir.` are the SDK's own.
     fn claim(&mut self, name: &str) -> Result<usize, Error> {
+        if name.starts_with(RESERVED) {
+            return Err(Error::msg(format!(
+                "{} has a reserved name: names starting with {RESERVED:?} are weir-sdk's own (its timers); \
+                 rename it and keep the old name as an `alias`",
+                describe(name)
+            )));
+        }
+        self.claim_reserved(name)
+    }
+
+    /// [`claim`](Self::claim) for the SDK's own state, which may use
+    /// reserved names.
+    pub(crate) fn claim_reserved(&mut self, name: &str) -> Result<usize, Error> {
         let index = self.names.iter().position(|n| n == name).unwrap_or_else(|| {
             self.names.push(name.to_owned());
             self.claimed.push(false);
@@ -360,7 +381,7 @@ impl StateWriter {
 
     /// Stores an entry of namespace `namespace` in `key`'s group, opening
     /// the namespace there first if another one is open.
-    fn put(&mut self, namespace: usize, key: &[u8], value: &[u8]) {
+    pub(crate) fn put(&mut self, namespace: usize, key: &[u8], value: &[u8]) {
         let group = keygroup::key_group(key, self.max_parallelism) as usize;
         if self.keyed.len() <= group {
             let groups = (self.max_parallelism.max(1) as usize).max(group + 1);
@@ -422,7 +443,7 @@ impl StateReader {
     }
 
     /// The entries stored under any of `names`; marks them read.
-    fn entries_named(&self, names: Vec<String>) -> impl Iterator<Item = Result<(&[u8], &[u8]), Error>> {
+    pub(crate) fn entries_named(&self, names: Vec<String>) -> impl Iterator<Item = Result<(&[u8], &[u8]), Error>> {
         self.read.borrow_mut().extend(names.iter().cloned());
         self.entries().filter_map(move |entry| match entry {
             Ok((namespace, key, value)) => names.iter().any(|n| n.as_bytes() == namespace).then_some(Ok((key, value))),

@@ -104,6 +104,18 @@ impl Encode for Vec<u8> {
     }
 }
 
+/// A reference encodes as what it points to: a `Record<'_, &str>`'s value
+/// is an `Encode` too.
+impl<T: Encode + ?Sized> Encode for &T {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out);
+    }
+
+    fn as_raw(&self) -> Option<&[u8]> {
+        (**self).as_raw()
+    }
+}
+
 impl<T: serde::Serialize> Encode for Json<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         // Serializing plain data into a Vec cannot fail; a Serialize impl

@@ -82,7 +82,7 @@ impl JobControl {
                 let inputs: Vec<Value> = n
                     .inputs
                     .iter()
-                    .map(|e| json!({ "from": plan.nodes[e.from].id, "partition": format!("{:?}", e.partition).to_lowercase() }))
+                    .map(|e| json!({ "from": plan.nodes[e.from].id, "output": e.output, "partition": format!("{:?}", e.partition).to_lowercase() }))
                     .collect();
                 json!({ "id": n.id, "kind": n.kind.label(), "parallelism": n.parallelism, "inputs": inputs })
             })

@@ -32,6 +32,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod clock;
 pub mod connectors;
 pub mod dataflow;
 mod error;

@@ -296,8 +296,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
             weir_host::dataflow::load_modules(&plan, &engine)?;
             println!("{}: ok", job.display());
             for node in &plan.nodes {
-                let inputs: Vec<String> =
-                    node.inputs.iter().map(|e| format!("{} ({:?})", plan.nodes[e.from].id, e.partition)).collect();
+                let inputs: Vec<String> = node
+                    .inputs
+                    .iter()
+                    .map(|e| match &e.output {
+                        Some(output) => format!("{}.{output} ({:?})", plan.nodes[e.from].id, e.partition),
+                        None => format!("{} ({:?})", plan.nodes[e.from].id, e.partition),
+                    })
+                    .collect();
                 println!(
                     "  {} ×{} <- {}",
                     node.id,

@@ -68,3 +68,21 @@ fn unreadable_timestamps_fail_or_are_skipped() {
     run.expect_code(0).expect_stderr(&["skipped 1 record(s)"]);
     assert_eq!(committed_lines(&dir.path().join("out")).len(), 3);
 }
+
+/// With `on_bad_record = "side-output"`, a record without a readable
+/// timestamp goes on, unchanged, to the source's side output `errors`,
+/// which a second sink reads as `input = "lines.errors"`.
+#[test]
+fn unreadable_timestamps_can_go_to_a_side_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = r#"{"user":"cy","ts":"yesterday"}"#;
+    write(dir.path(), "clicks.jsonl", &format!("{CLICKS}{bad}\n"));
+    let ts = "timestamp = { json = \"ts\", format = \"rfc3339\" }\non_bad_record = \"side-output\"";
+    let job =
+        format!("{}\n[sinks.errors]\nkind = \"file\"\npath = \"errors\"\ninput = \"lines.errors\"\n", stamped(ts));
+    let job = write(dir.path(), "job.toml", &job);
+    let run = crate::weir(dir.path(), &["run", &job, "--no-api"]);
+    run.expect_code(0).expect_stderr(&["sent 1 record(s)", "side output `errors`"]);
+    assert_eq!(committed_lines(&dir.path().join("out")).len(), 3);
+    assert_eq!(committed_lines(&dir.path().join("errors")), [bad]);
+}

@@ -458,3 +458,112 @@ fn a_record_kafka_would_refuse_fails_before_it_is_sealed() {
     let run = crate::run_job(dir.path(), "job.toml", &[]);
     run.expect_code(2).expect_stderr(&["a record of 5000 bytes", "message.max.bytes"]);
 }
+
+/// An idle input stops holding event time back after `idle_timeout`: a
+/// topic with two partitions, one of them empty, read by two subtasks —
+/// without idleness the empty one's reader would hold every window open
+/// forever (the job never ends). With it, windows fire while the job runs.
+#[test]
+fn an_idle_partition_stops_holding_windows_back() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2);
+    let lines: Vec<String> = (0..30).map(|s| format!("{{\"user\":\"ann\",\"ts\":{}}}", s * 1000)).collect();
+    // All into partition 0: partition 1 stays empty.
+    broker.produce_lines("clicks", 1, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        r#"
+[sources.in]
+kind = "kafka"
+brokers = "{}"
+topic = "clicks"
+parallelism = 2
+key = {{ json = "user" }}
+timestamp = {{ json = "ts" }}
+watermark = {{ max_out_of_orderness = "1s", idle_timeout = "500ms" }}
+
+[operators.win]
+builtin = "window"
+input = "in"
+partition = "key"
+config = {{ kind = "tumbling", size = "10s" }}
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "win"
+
+[checkpoint]
+interval = "100ms"
+"#,
+        broker.brokers()
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    let mut run = Background::start(dir.path(), "run", &["run", "job.toml", "--no-api"], &[]);
+    let out = dir.path().join("out");
+    let committed = || if out.is_dir() { weir_tests::committed_lines(&out) } else { Vec::new() };
+    weir_tests::wait_until("two windows", crate::TIMEOUT, || committed().len() >= 2 || run.exited());
+    assert!(!run.exited(), "the job ended: {}", std::fs::read_to_string(dir.path().join("run.stderr")).unwrap());
+    let mut got = committed();
+    got.sort();
+    // Up to 29 s read: the watermark is 27.999 s, so [20 s, 30 s) stays open.
+    assert_eq!(
+        got,
+        [r#"{"key":"ann","start":0,"end":10000,"value":10}"#, r#"{"key":"ann","start":10000,"end":20000,"value":10}"#]
+    );
+}
+
+/// Watermarks are per partition: one reader of two partitions, each in
+/// order but read one after the other, loses nothing as late — with one
+/// watermark for the reader, the second partition's records would all be
+/// behind the first's and dropped to `late`.
+#[test]
+fn watermarks_follow_each_partition() {
+    let broker = Broker::start();
+    broker.create_topic("two", 2);
+    // Alternating partitions: each gets ann's clicks at 0 s, 1 s, … 59 s.
+    let lines: Vec<String> = (0..120).map(|i| format!("{{\"user\":\"ann\",\"ts\":{}}}", (i / 2) * 1000)).collect();
+    broker.produce_lines("two", 2, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        r#"
+[job]
+batch_size = 16
+
+[sources.in]
+kind = "kafka"
+brokers = "{}"
+topic = "two"
+stop = "latest"
+key = {{ json = "user" }}
+timestamp = {{ json = "ts" }}
+watermark = {{ max_out_of_orderness = "0s" }}
+
+[operators.win]
+builtin = "window"
+input = "in"
+partition = "key"
+config = {{ kind = "tumbling", size = "10s" }}
+
+[sinks.out]
+kind = "file"
+path = "out"
+input = "win"
+
+[sinks.late]
+kind = "file"
+path = "late"
+input = "win.late"
+"#,
+        broker.brokers()
+    );
+    crate::write(dir.path(), "job.toml", &job);
+    crate::weir(dir.path(), &["run", "job.toml", "--no-api"]).expect_code(0);
+    assert_eq!(weir_tests::committed_lines(&dir.path().join("late")), Vec::<String>::new(), "nothing is late");
+    let mut got = weir_tests::committed_lines(&dir.path().join("out"));
+    got.sort();
+    let want: Vec<String> = (0..6)
+        .map(|w| format!("{{\"key\":\"ann\",\"start\":{},\"end\":{},\"value\":20}}", w * 10_000, (w + 1) * 10_000))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -13,6 +13,7 @@ mod operators;
 mod recovery;
 mod sandbox;
 mod savepoints;
+mod windows;
 mod wordcount;
 
 use std::path::Path;

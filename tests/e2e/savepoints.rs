@@ -52,7 +52,7 @@ interval = "100ms"
 
 /// Starts `weir run JOB --api 127.0.0.1:0 EXTRA…` in `dir`; returns it and
 /// the API address once it is serving.
-fn start_with_api(dir: &Path, name: &str, job: &str, extra: &[&str]) -> (Background, String) {
+pub fn start_with_api(dir: &Path, name: &str, job: &str, extra: &[&str]) -> (Background, String) {
     let mut args = vec!["run", job, "--api", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut run = Background::start(dir, name, &args, &[]);
@@ -83,7 +83,7 @@ fn wait_for_checkpoints(dir: &Path, run: &mut Background, n: usize) {
 }
 
 /// `weir stop --savepoint` against `addr`; returns the savepoint path it printed.
-fn stop_with_savepoint(dir: &Path, addr: &str, run: Background) -> String {
+pub fn stop_with_savepoint(dir: &Path, addr: &str, run: Background) -> String {
     let stopped = weir(dir, &["stop", "--savepoint", "--api", addr, "--target", "sp-dir"]);
     stopped.expect_code(0);
     let path = stopped.stdout.trim().to_owned();

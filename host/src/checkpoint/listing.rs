@@ -127,7 +127,16 @@ pub fn inspect(m: &Manifest, location: &str, storage: &Storage) -> String {
 /// Where a source stood, or what a sink held, in one line.
 pub fn describe(state: &TaskState) -> String {
     match state {
+        TaskState::Source(SourcePosition::EventTime { position, max_timestamp }) => {
+            let at = describe(&TaskState::Source((**position).clone()));
+            if *max_timestamp == i64::MIN {
+                format!("{at}; no event time read yet")
+            } else {
+                format!("{at}; event time read up to {max_timestamp} ms")
+            }
+        }
         TaskState::Source(p) => match p {
+            SourcePosition::EventTime { .. } => unreachable!("matched above"),
             SourcePosition::Finished => "finished: all input read".into(),
             SourcePosition::Generator { next } => format!("next record {next}"),
             SourcePosition::File { file, offset } => format!("file #{file} at byte {offset}"),

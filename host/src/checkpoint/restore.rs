@@ -401,11 +401,31 @@ fn rescale_kafka(entry: &NodeEntry, old: &[&TaskState], subtask: u32, parallelis
         }
     };
     if old.iter().all(|s| matches!(s, TaskState::Source(_))) {
+        // Event time restarts from the least advanced old subtask's: no new
+        // subtask may be ahead of a partition it takes over.
+        let mut max_timestamp: Option<i64> = None;
+        let old: Vec<TaskState> = old
+            .iter()
+            .map(|s| match s {
+                TaskState::Source(p) => {
+                    let (p, t) = p.clone().split_event_time();
+                    if let Some(t) = t {
+                        max_timestamp = Some(max_timestamp.map_or(t, |m| m.min(t)));
+                    }
+                    TaskState::Source(p)
+                }
+                other => (*other).clone(),
+            })
+            .collect();
+        let timed = |position: SourcePosition| match max_timestamp {
+            Some(max_timestamp) => SourcePosition::EventTime { position: Box::new(position), max_timestamp },
+            None => position,
+        };
         let mut bounded = false;
         let mut started = Vec::new();
         let mut partitions = Vec::new();
         let mut done = Vec::new();
-        for state in old {
+        for state in &old {
             match state {
                 TaskState::Source(SourcePosition::Kafka(p)) => {
                     bounded |= p.bounded;
@@ -431,7 +451,7 @@ fn rescale_kafka(entry: &NodeEntry, old: &[&TaskState], subtask: u32, parallelis
                 ));
             }
         };
-        return Ok(TaskState::Source(SourcePosition::Kafka(KafkaPosition { started, bounded, partitions })));
+        return Ok(TaskState::Source(timed(SourcePosition::Kafka(KafkaPosition { started, bounded, partitions }))));
     }
     let mut flags = Vec::new();
     let mut writers = Vec::new();

@@ -79,6 +79,25 @@ pub enum SourcePosition {
     FileAt(FilePosition),
     /// Where a `kafka` source subtask stands in each of its partitions.
     Kafka(KafkaPosition),
+    /// A source with a watermark strategy: its position, and the largest
+    /// event timestamp it had read (its watermark follows from it), so
+    /// event time resumes where it stood.
+    EventTime {
+        /// Where it stood (never `EventTime` itself).
+        position: Box<SourcePosition>,
+        /// The largest timestamp read (`i64::MIN`: none yet).
+        max_timestamp: i64,
+    },
+}
+
+impl SourcePosition {
+    /// The position without event time, and the largest timestamp read if kept.
+    pub fn split_event_time(self) -> (SourcePosition, Option<i64>) {
+        match self {
+            Self::EventTime { position, max_timestamp } => (*position, Some(max_timestamp)),
+            other => (other, None),
+        }
+    }
 }
 
 /// A `kafka` source subtask's partitions (after a rescale: every old

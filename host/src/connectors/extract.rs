@@ -104,6 +104,10 @@ fn float_ms(text: &str, scale: f64) -> Option<i64> {
     (ms.abs() < 9.0e18).then(|| ms.round() as i64)
 }
 
+/// The side output of a source that bad records go to with
+/// `on_bad_record = "side-output"`.
+pub const ERRORS: &str = "errors";
+
 /// A source's key and timestamp extraction.
 #[derive(Debug, Clone)]
 pub struct Extractor {
@@ -114,6 +118,8 @@ pub struct Extractor {
     skipped: u64,
     /// Reused output buffer.
     out: Vec<u8>,
+    /// For each main-output record of the last batch, its index in the input.
+    kept: Vec<u32>,
 }
 
 impl Extractor {
@@ -143,6 +149,7 @@ impl Extractor {
             on_bad: on_bad.unwrap_or_default(),
             skipped: 0,
             out: Vec::new(),
+            kept: Vec::new(),
         }))
     }
 
@@ -151,9 +158,31 @@ impl Extractor {
         &self.node
     }
 
-    /// Records skipped so far for having no readable key or timestamp.
+    /// Records skipped (or sent to `errors`) so far for having no
+    /// readable key or timestamp.
     pub fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// The batch the last [`apply`](Self::apply) made.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// For each main-output record of the last [`apply`](Self::apply), its
+    /// index in that call's input (records skipped or sent to `errors` have none).
+    pub fn kept(&self) -> &[u32] {
+        &self.kept
+    }
+
+    /// What happened to bad records, for the log at the end; `None` if there were none.
+    pub fn summary(&self) -> Option<String> {
+        let what = "record(s) without a readable key or timestamp";
+        match (self.skipped, self.on_bad) {
+            (0, _) | (_, OnBadRecord::Fail) => None,
+            (n, OnBadRecord::Skip) => Some(format!("skipped {n} {what}")),
+            (n, OnBadRecord::SideOutput) => Some(format!("sent {n} {what} to its side output `{ERRORS}`")),
+        }
     }
 
     /// Rewrites `batch` with each record's key and timestamp set from its
@@ -167,14 +196,15 @@ impl Extractor {
         out.reserve(batch.len() + batch.len() / 4);
         let parse_json =
             matches!(self.key, Some(Field::Json(_))) || matches!(self.timestamp, Some((Field::Json(_), _)));
-        for rec in frame::read(batch) {
+        self.kept.clear();
+        for (index, rec) in frame::read(batch).enumerate() {
             let rec = rec.map_err(|e| Error::Internal(format!("source `{}` framed a bad batch: {e}", self.node)))?;
             let json = if parse_json { serde_json::from_slice::<serde_json::Value>(rec.value).ok() } else { None };
             let key = match &self.key {
                 Some(field) => match field.pick(rec.value, json.as_ref()) {
                     Some(k) => Some(k),
                     None => {
-                        self.bad(rec.value, &format!("no key at {}", field.describe()))?;
+                        self.bad(&mut out, &rec, &format!("no key at {}", field.describe()))?;
                         continue;
                     }
                 },
@@ -186,7 +216,7 @@ impl Extractor {
                         Some(t) => Some(t),
                         None => {
                             let what = format!("no {} timestamp at {}", format.name(), field.describe());
-                            self.bad(rec.value, &what)?;
+                            self.bad(&mut out, &rec, &what)?;
                             continue;
                         }
                     }
@@ -194,20 +224,27 @@ impl Extractor {
                 None => rec.timestamp,
             };
             frame::write(&mut out, key.as_deref(), timestamp, rec.value);
+            self.kept.push(index as u32);
         }
         self.out = out;
         Ok(&self.out)
     }
 
-    /// A record without what was asked for: fail, or count and drop it.
-    fn bad(&mut self, value: &[u8], what: &str) -> Result<(), Error> {
-        let shown = preview(value);
+    /// A record without what was asked for: fail, count and drop it, or
+    /// send it on (as it came) to the side output `errors`.
+    fn bad(&mut self, out: &mut Vec<u8>, rec: &frame::RecordRef<'_>, what: &str) -> Result<(), Error> {
+        let shown = preview(rec.value);
         match self.on_bad {
             OnBadRecord::Fail => Err(Error::InvalidJob(format!(
                 "source `{}`: the record {shown} has {what}; fix the input, or set on_bad_record = \"skip\" to \
-                 drop such records",
-                self.node
+                 drop such records (or \"side-output\" to send them to `{}.errors`)",
+                self.node, self.node
             ))),
+            OnBadRecord::SideOutput => {
+                self.skipped += 1;
+                frame::write_to(out, ERRORS.as_bytes(), rec.key, rec.timestamp, rec.value);
+                Ok(())
+            }
             OnBadRecord::Skip => {
                 self.skipped += 1;
                 if self.skipped == 1 {

@@ -19,6 +19,7 @@ pub struct Generator {
     next: u64,
     pacer: Pacer,
     line: String,
+    key: String,
 }
 
 impl Generator {
@@ -30,7 +31,34 @@ impl Generator {
             next: u64::from(subtask),
             pacer: Pacer::new(spec.rate, parallelism),
             line: String::new(),
+            key: String::new(),
         }
+    }
+
+    /// A Zipf-like rank in `0..vocabulary` for draw `j` of record `n`.
+    fn rank(&self, n: u64, j: u64) -> u64 {
+        let vocabulary = f64::from(self.spec.vocabulary.unwrap_or(1000).max(1));
+        let seed = self.spec.seed.unwrap_or(0);
+        let r = splitmix64(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        // Log-uniform rank: word i is drawn with probability ~1/i (Zipf, s = 1).
+        let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+        (vocabulary.powf(u) as u64).max(1) - 1
+    }
+
+    /// Event time of record `n` for `events`: on a steady clock, moved
+    /// back by a seeded amount of up to `disorder_ms`.
+    fn event_time(&self, n: u64) -> i64 {
+        let start = self.spec.start_ms.unwrap_or(1_700_000_000_000);
+        let step = self.spec.step_ms.unwrap_or(1);
+        let disorder = self.spec.disorder_ms.unwrap_or(0).max(0);
+        let back = if disorder == 0 {
+            0
+        } else {
+            let r = splitmix64(self.spec.seed.unwrap_or(0) ^ n.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x5EED);
+            i64::try_from(r % (disorder as u64 + 1)).unwrap_or(0)
+        };
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        start.saturating_add(n.saturating_mul(step)).saturating_sub(back)
     }
 
     fn render(&mut self, n: u64) {
@@ -40,16 +68,15 @@ impl Generator {
                 use std::fmt::Write;
                 let _ = write!(self.line, "{n}");
             }
+            GeneratorFormat::Events => {
+                use std::fmt::Write;
+                self.key.clear();
+                let _ = write!(self.key, "k{}", self.rank(n, 0));
+                let _ = write!(self.line, "{{\"key\":\"{}\",\"ts\":{},\"n\":{n}}}", self.key, self.event_time(n));
+            }
             GeneratorFormat::Words => {
-                let vocabulary = f64::from(self.spec.vocabulary.unwrap_or(1000).max(1));
-                let seed = self.spec.seed.unwrap_or(0);
                 for j in 0..self.spec.words_per_line.unwrap_or(8) {
-                    let r = splitmix64(
-                        seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(j).wrapping_mul(0xD1B5_4A32_D192_ED03),
-                    );
-                    // Log-uniform rank: word i is drawn with probability ~1/i (Zipf, s = 1).
-                    let u = (r >> 11) as f64 / (1u64 << 53) as f64;
-                    let rank = (vocabulary.powf(u) as u64).max(1) - 1;
+                    let rank = self.rank(n, u64::from(j));
                     if j > 0 {
                         self.line.push(' ');
                     }
@@ -75,7 +102,12 @@ impl Source for Generator {
         let mut produced = 0;
         while produced < allowed && self.next < count {
             self.render(self.next);
-            frame::write(out, None, None, self.line.as_bytes());
+            if self.spec.format == GeneratorFormat::Events {
+                let ts = self.event_time(self.next);
+                frame::write(out, Some(self.key.as_bytes()), Some(ts), self.line.as_bytes());
+            } else {
+                frame::write(out, None, None, self.line.as_bytes());
+            }
             self.next += self.stride;
             produced += 1;
         }
@@ -112,6 +144,10 @@ mod tests {
             key: None,
             timestamp: None,
             on_bad_record: None,
+            watermark: None,
+            start_ms: Some(1000),
+            step_ms: Some(10),
+            disorder_ms: Some(25),
         }
     }
 
@@ -134,6 +170,29 @@ mod tests {
             (0..3).flat_map(|i| drain(&mut Generator::new(&s, i, 3))).map(|v| v.parse().unwrap()).collect();
         all.sort();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn events_carry_key_and_a_bounded_disorder_of_event_time() {
+        let s = spec(GeneratorFormat::Events, 500);
+        let mut g = Generator::new(&s, 0, 1);
+        let mut buf = Vec::new();
+        while g.next_batch(&mut buf, 100).unwrap() == SourceStatus::More {}
+        let records: Vec<_> = frame::read(&buf).map(Result::unwrap).collect();
+        assert_eq!(records.len(), 500);
+        let mut out_of_order = 0;
+        for (n, r) in records.iter().enumerate() {
+            let ts = r.timestamp.unwrap();
+            let on_time = 1000 + 10 * n as i64;
+            assert!((on_time - 25..=on_time).contains(&ts), "record {n} at {ts}");
+            let value: serde_json::Value = serde_json::from_slice(r.value).unwrap();
+            assert_eq!(value["ts"], ts);
+            assert_eq!(value["key"].as_str().unwrap().as_bytes(), r.key.unwrap());
+            if n > 0 && ts < records[n - 1].timestamp.unwrap() {
+                out_of_order += 1;
+            }
+        }
+        assert!(out_of_order > 10, "disorder 25 ms over a 10 ms step reorders some records ({out_of_order})");
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub trait Source: Send {
     /// When the position does not fit the input (e.g. a file shrank).
     fn restore(&mut self, position: SourcePosition) -> Result<(), Error>;
 
+    /// For watermarks per split (Kafka partitions): how many splits this
+    /// subtask reads, and the split of each record of the last batch, in
+    /// order. By default one split, and an empty list (all in split 0).
+    fn splits(&self) -> (usize, &[u32]) {
+        (1, &[])
+    }
+
     /// Checkpoint `checkpoint` took [`position`](Self::position) just now.
     fn checkpoint_taken(&mut self, _checkpoint: u64) {}
 

@@ -10,6 +10,15 @@
 //!
 //! A channel is done when it delivers [`Message::End`]; one that disconnects
 //! first means its sender failed, so this subtask stops too.
+//!
+//! **Event time.** Watermarks and idleness marks go through a
+//! [`Valve`]: [`Next::Watermark`] reports the task's watermark (the minimum
+//! over its active inputs) only when it advances. A blocked channel's
+//! watermarks wait with its records, so they keep their place between
+//! records and barriers.
+//!
+//! **Ticks.** With [`Inputs::tick_every`], [`Next::Tick`] comes at least
+//! that often, also when nothing arrives: processing-time timers fire on it.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +26,7 @@ use crossbeam_channel::{Receiver, Select};
 
 use super::Cancelled;
 use super::message::{Barrier, Batch, Message};
+use super::watermarks::{Advance, Valve};
 use crate::checkpoint::coordinator::Control;
 
 /// What [`Inputs::next`] found.
@@ -40,6 +50,12 @@ pub enum Next {
     },
     /// A message from the checkpoint coordinator.
     Control(Control),
+    /// The task's event time advanced to this watermark.
+    Watermark(i64),
+    /// Every open input is idle.
+    Idle,
+    /// Time to look at the processing-time clock (see [`Inputs::tick_every`]).
+    Tick,
     /// Every channel delivered `End`.
     AllEnded,
 }
@@ -62,6 +78,10 @@ pub struct Inputs {
     control: Option<Receiver<Control>>,
     /// The checkpoint being aligned, and when its first barrier came.
     aligning: Option<(Barrier, Instant)>,
+    /// Event time over the channels.
+    valve: Valve,
+    /// How often to report [`Next::Tick`], and when it is next due.
+    tick: Option<(Duration, Instant)>,
 }
 
 enum Got {
@@ -73,7 +93,36 @@ impl Inputs {
     /// Reads from `channels`, and from `control`.
     pub fn new(channels: Vec<Receiver<Message>>, control: Receiver<Control>) -> Self {
         let state = vec![State::Open; channels.len()];
-        Self { channels, state, control: Some(control), aligning: None }
+        let valve = Valve::new(channels.len());
+        Self { channels, state, control: Some(control), aligning: None, valve, tick: None }
+    }
+
+    /// Reports [`Next::Tick`] at least every `period`.
+    pub fn tick_every(&mut self, period: Duration) {
+        self.tick = Some((period, Instant::now() + period));
+    }
+
+    /// The task's watermark (`i64::MIN` before the first).
+    pub fn watermark(&self) -> i64 {
+        self.valve.current()
+    }
+
+    /// A due tick, rescheduled.
+    fn tick_due(&mut self) -> bool {
+        match &mut self.tick {
+            Some((period, due)) if Instant::now() >= *due => {
+                *due = Instant::now() + *period;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn advanced(advance: Option<Advance>) -> Option<Next> {
+        match advance? {
+            Advance::To(w) => Some(Next::Watermark(w)),
+            Advance::Idle => Some(Next::Idle),
+        }
     }
 
     /// The next event. Calls `on_idle` (to flush outputs) before blocking.
@@ -92,17 +141,39 @@ impl Inputs {
             if self.state.iter().all(|s| *s == State::Ended) {
                 return Ok(Next::AllEnded);
             }
-            let got = match self.poll(false)? {
+            if self.tick_due() {
+                return Ok(Next::Tick);
+            }
+            let got = match self.poll(None)? {
                 Some(got) => got,
                 None => {
                     on_idle()?;
-                    self.poll(true)?.expect("a blocking poll returns a message")
+                    let wait = self.tick.map(|(_, due)| due.saturating_duration_since(Instant::now()));
+                    match self.poll(Some(wait))? {
+                        Some(got) => got,
+                        None => continue,
+                    }
                 }
             };
             match got {
                 Got::Control(c) => return Ok(Next::Control(c)),
                 Got::Data(channel, Message::Batch(batch)) => return Ok(Next::Batch { channel, batch }),
-                Got::Data(channel, Message::End) => self.state[channel] = State::Ended,
+                Got::Data(channel, Message::Watermark(w)) => {
+                    if let Some(next) = Self::advanced(self.valve.watermark(channel, w)) {
+                        return Ok(next);
+                    }
+                }
+                Got::Data(channel, Message::Idle) => {
+                    if let Some(next) = Self::advanced(self.valve.idle(channel)) {
+                        return Ok(next);
+                    }
+                }
+                Got::Data(channel, Message::End) => {
+                    self.state[channel] = State::Ended;
+                    if let Some(next) = Self::advanced(self.valve.ended(channel)) {
+                        return Ok(next);
+                    }
+                }
                 Got::Data(channel, Message::Barrier(barrier)) => {
                     match &mut self.aligning {
                         None => self.aligning = Some((barrier, Instant::now())),
@@ -130,8 +201,10 @@ impl Inputs {
         self.control.as_ref()?.recv().ok()
     }
 
-    /// One message from an open channel or the control channel; blocks if `block`.
-    fn poll(&mut self, block: bool) -> Result<Option<Got>, Cancelled> {
+    /// One message from an open channel or the control channel: `None`
+    /// (`wait`) does not block, `Some(None)` blocks until one comes,
+    /// `Some(Some(d))` for at most `d`.
+    fn poll(&mut self, wait: Option<Option<Duration>>) -> Result<Option<Got>, Cancelled> {
         let mut sel = Select::new();
         let mut index = Vec::with_capacity(self.channels.len());
         for (i, rx) in self.channels.iter().enumerate().filter(|(i, _)| self.state[*i] == State::Open) {
@@ -139,13 +212,16 @@ impl Inputs {
             index.push(i);
         }
         let control_index = self.control.as_ref().map(|rx| sel.recv(rx));
-        let op = if block {
-            sel.select()
-        } else {
-            match sel.try_select() {
+        let op = match wait {
+            Some(None) => sel.select(),
+            Some(Some(timeout)) => match sel.select_timeout(timeout) {
                 Ok(op) => op,
                 Err(_) => return Ok(None),
-            }
+            },
+            None => match sel.try_select() {
+                Ok(op) => op,
+                Err(_) => return Ok(None),
+            },
         };
         if Some(op.index()) == control_index {
             let rx = self.control.as_ref().expect("control was selected");
@@ -154,7 +230,7 @@ impl Inputs {
                 Err(_) => {
                     // The coordinator is gone; data channels tell the rest.
                     self.control = None;
-                    if block { self.poll(true) } else { Ok(None) }
+                    if wait.is_some() { self.poll(wait) } else { Ok(None) }
                 }
             };
         }
@@ -228,6 +304,28 @@ mod tests {
         b_tx.send(Message::End).unwrap();
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 1, .. }));
         assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Aligned { checkpoint: 4, .. }));
+    }
+
+    /// Watermarks come out as the minimum over the channels, in their place
+    /// between records; a tick comes even when nothing arrives.
+    #[test]
+    fn watermarks_are_the_minimum_over_channels_in_order_with_records() {
+        let (a_tx, a_rx) = crossbeam_channel::unbounded();
+        let (b_tx, b_rx) = crossbeam_channel::unbounded();
+        let mut inputs = Inputs::new(vec![a_rx, b_rx], crossbeam_channel::never());
+        a_tx.send(Message::Watermark(10)).unwrap();
+        b_tx.send(Message::Watermark(7)).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Watermark(7)), "the minimum, once both spoke");
+        a_tx.send(batch()).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Batch { channel: 0, .. }));
+        b_tx.send(Message::Idle).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Watermark(10)), "the idle channel is left out");
+        assert_eq!(inputs.watermark(), 10);
+        a_tx.send(Message::End).unwrap();
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Idle), "only the idle channel is left open");
+        inputs.tick_every(Duration::from_millis(5));
+        assert!(matches!(inputs.next(|| Ok(())).unwrap(), Next::Tick));
+        drop(b_tx);
     }
 
     #[test]

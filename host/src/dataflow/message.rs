@@ -16,6 +16,12 @@ pub enum Message {
     Batch(Batch),
     /// Checkpoint barrier: every record before it belongs to the checkpoint.
     Barrier(Barrier),
+    /// Event time on this channel: no later record has a timestamp at or
+    /// below it (records at or below it that still come are *late*).
+    Watermark(i64),
+    /// The sender has no records for a while (an idle source): ignore this
+    /// channel's watermark until it sends a record or a watermark again.
+    Idle,
     /// The sender has no more records, ever. A channel that disconnects
     /// without `End` means the sender failed.
     End,

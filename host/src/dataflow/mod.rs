@@ -13,6 +13,7 @@ pub mod message;
 pub mod metrics;
 pub mod output;
 pub mod task;
+pub mod watermarks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,6 +27,7 @@ use self::message::Message;
 use self::metrics::NodeMetrics;
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
 use self::task::MemberKind;
+use self::watermarks::Generator as Watermarks;
 use crate::Error;
 use crate::checkpoint::coordinator::{
     CheckpointStats, Control, Coordinator, NodeInfo, Outcome, SavepointInfo, SavepointRequest, TaskEvent,
@@ -34,6 +36,7 @@ use crate::checkpoint::manifest::ModuleEntry;
 use crate::checkpoint::restore::Restored;
 use crate::checkpoint::state::{SourcePosition, TaskState};
 use crate::checkpoint::storage::Storage;
+use crate::clock::Clock;
 use crate::connectors::Source;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
@@ -282,6 +285,7 @@ pub fn start(
         .collect();
     let chains = plan.chains();
     let (mut senders, mut receivers) = wire(plan, &chains);
+    let clock = Clock::from_env();
     let failure = Arc::new(FailureSlot::default());
     // Coordinator wiring: one control channel per task (shared by the nodes
     // chained in it), one event channel for all.
@@ -318,19 +322,39 @@ pub fn start(
                     // A source's position is restored here, before its thread starts.
                     let opened = stats[head].metrics.clone();
                     let extract = node.extract.clone();
+                    let mut time = node.watermark.map(|w| task::SourceTime {
+                        watermarks: Watermarks::new(
+                            i64::try_from(w.max_out_of_orderness.as_millis()).unwrap_or(i64::MAX),
+                            w.idle_timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+                        ),
+                        clock: clock.clone(),
+                    });
                     let task: Task = match restored_state(&checkpoints, plan, head, s) {
                         Some(TaskState::Source(SourcePosition::Finished)) => {
                             Box::new(move || task::run_finished_source(out, &link))
                         }
                         Some(TaskState::Source(position)) => {
+                            let (position, max_timestamp) = position.split_event_time();
+                            if let (Some(time), Some(max_timestamp)) = (&mut time, max_timestamp) {
+                                time.watermarks.restore(max_timestamp);
+                            }
                             source.restore(position)?;
                             Box::new(move || {
-                                task::run_source(source, out, batch_size, &cancel.cancel, &link, &control, extract)
+                                task::run_source(
+                                    source,
+                                    out,
+                                    batch_size,
+                                    &cancel.cancel,
+                                    &link,
+                                    &control,
+                                    extract,
+                                    time,
+                                )
                             })
                         }
                         Some(other) => return Err(misfit(&checkpoints, plan, head, s, other)),
                         None => Box::new(move || {
-                            task::run_source(source, out, batch_size, &cancel.cancel, &link, &control, extract)
+                            task::run_source(source, out, batch_size, &cancel.cancel, &link, &control, extract, time)
                         }),
                     };
                     opened.mark_opened();
@@ -343,7 +367,8 @@ pub fn start(
                         .collect::<Result<Vec<_>, Error>>()?;
                     let inputs = Inputs::new(std::mem::take(&mut receivers[head][s as usize]), control);
                     let stop = failure.cancel.clone();
-                    Box::new(move || task::run_chain(members, inputs, out, stop))
+                    let clock = clock.clone();
+                    Box::new(move || task::run_chain(members, inputs, out, stop, clock))
                 }
             };
             let more = if chain.len() > 1 { format!("+{}", chain.len() - 1) } else { String::new() };
@@ -509,7 +534,11 @@ fn wire(plan: &JobPlan, chains: &[Vec<usize>]) -> (EdgeOutputs, InputChannels) {
                         })
                         .collect()
                 };
-                outs[edge.from][u as usize].push(EdgeOutput::new(edge.partition, targets, plan.max_parallelism));
+                let mut out = EdgeOutput::new(edge.partition, targets, plan.max_parallelism);
+                if let Some(output) = &edge.output {
+                    out = out.side_output(output);
+                }
+                outs[edge.from][u as usize].push(out);
             }
         }
     }

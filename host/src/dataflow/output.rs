@@ -32,6 +32,9 @@ pub const BATCH_BYTES: usize = 1 << 20;
 /// One outgoing edge of one subtask.
 pub struct EdgeOutput {
     partition: Partition,
+    /// The side output this edge carries (`input = "node.late"`); `None`
+    /// for the main output.
+    output: Option<Box<[u8]>>,
     /// One sender per downstream subtask (just one for `forward`). Dropped
     /// with the task, which is how downstream learns of a failure.
     targets: Vec<Sender<Message>>,
@@ -44,7 +47,14 @@ impl EdgeOutput {
     /// An edge to `targets` (indexed by downstream subtask).
     pub fn new(partition: Partition, targets: Vec<Sender<Message>>, max_parallelism: u32) -> Self {
         let buffers = targets.iter().map(|_| Batch::default()).collect();
-        Self { partition, targets, buffers, next: 0, max_parallelism }
+        Self { partition, output: None, targets, buffers, next: 0, max_parallelism }
+    }
+
+    /// This edge carries the side output `name` instead of the main output.
+    #[must_use]
+    pub fn side_output(mut self, name: &str) -> Self {
+        self.output = Some(name.as_bytes().into());
+        self
     }
 
     fn route(&mut self, key: Option<&[u8]>, value: &[u8]) -> Route {
@@ -68,6 +78,15 @@ impl EdgeOutput {
 
     fn push(&mut self, target: usize, raw: &[u8], batch_size: usize) -> Result<(), Cancelled> {
         self.buffers[target].bytes.extend_from_slice(raw);
+        self.pushed(target, batch_size)
+    }
+
+    /// Pushes a side output's record to `target` without its output name
+    /// (downstream reads it as a plain record). Keyless records on a `key`
+    /// edge take their value as their key, as on the main output.
+    fn push_side(&mut self, target: usize, rec: &frame::RecordRef<'_>, batch_size: usize) -> Result<(), Cancelled> {
+        let key = if rec.key.is_none() && self.partition == Partition::Key { Some(rec.value) } else { rec.key };
+        frame::write(&mut self.buffers[target].bytes, key, rec.timestamp, rec.value);
         self.pushed(target, batch_size)
     }
 
@@ -117,18 +136,41 @@ impl EdgeOutput {
 /// call whose output it is (`process` or `finish`).
 pub type Blame = (String, u32, &'static str);
 
-/// Checks that `batch` is well framed and counts its records.
+/// Checks that `batch` is well framed and counts its records, and says
+/// whether any of them is for a side output.
 ///
 /// # Errors
 /// [`TaskError::Failed`] if `batch` is malformed (a guest bug, blamed on `blame`).
-pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> Blame) -> Result<usize, TaskError> {
+pub fn count_records(batch: &[u8], max_record: usize, blame: impl Fn() -> Blame) -> Result<(usize, bool), TaskError> {
     let mut count = 0;
+    let mut side = false;
     for rec in frame::read(batch) {
         let rec = rec.map_err(|e| malformed(&blame, &e))?;
         check_size(&rec, max_record, &blame)?;
+        side |= rec.output.is_some();
         count += 1;
     }
-    Ok(count)
+    Ok((count, side))
+}
+
+/// The main-output records of a well-framed `batch` (what a chained
+/// successor reads; side outputs of a chain member have no reader, since
+/// a node whose side output is read ends its chain), and their number.
+pub fn main_output(batch: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut reader = frame::read(batch);
+    let mut records = 0;
+    loop {
+        let start = reader.offset();
+        match reader.next() {
+            Some(Ok(rec)) if rec.output.is_none() => {
+                out.extend_from_slice(&batch[start..reader.offset()]);
+                records += 1;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (out, records),
+        }
+    }
 }
 
 /// A record larger than `[limits] max_record` fails the task, naming who emitted it.
@@ -187,7 +229,11 @@ impl Outputs {
             check_size(&rec, self.max_record, &blame)?;
             let raw = &batch[start..reader.offset()];
             count += 1;
-            for edge in &mut self.edges {
+            if let Some(output) = rec.output {
+                self.emit_side(output, &rec)?;
+                continue;
+            }
+            for edge in self.edges.iter_mut().filter(|e| e.output.is_none()) {
                 let by_value = rec.key.is_none() && edge.partition == Partition::Key;
                 match edge.route(rec.key, rec.value) {
                     Route::One(t) if by_value => edge.push_keyed_by_value(t, &rec, self.batch_size)?,
@@ -198,6 +244,35 @@ impl Outputs {
         }
         self.metrics.add_out(count);
         Ok(())
+    }
+
+    /// Routes a side output's record to the edges that read `output`, if any
+    /// (nobody reading it drops it, as Flink does).
+    fn emit_side(&mut self, output: &[u8], rec: &frame::RecordRef<'_>) -> Result<(), Cancelled> {
+        for edge in self.edges.iter_mut().filter(|e| e.output.as_deref() == Some(output)) {
+            match edge.route(rec.key, rec.value) {
+                Route::One(t) => edge.push_side(t, rec, self.batch_size)?,
+                Route::All => (0..edge.targets.len()).try_for_each(|t| edge.push_side(t, rec, self.batch_size))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and sends the task's new watermark downstream, after every
+    /// record emitted before it.
+    ///
+    /// # Errors
+    /// [`Cancelled`] if a downstream task is gone.
+    pub fn watermark(&mut self, watermark: i64) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::Watermark(watermark)))
+    }
+
+    /// Flushes and tells downstream this task is idle.
+    ///
+    /// # Errors
+    /// [`Cancelled`] if a downstream task is gone.
+    pub fn idle(&mut self) -> Result<(), Cancelled> {
+        self.edges.iter_mut().try_for_each(|e| e.broadcast(|| Message::Idle))
     }
 
     /// Sends every partly filled batch now (called when input is idle, so

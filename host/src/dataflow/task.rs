@@ -26,9 +26,12 @@ use super::TaskError;
 use super::inputs::{Inputs, Next};
 use super::message::Barrier;
 use super::metrics::NodeMetrics;
-use super::output::{Blame, Outputs, count_records};
+use super::output::{Blame, Outputs, count_records, main_output};
+use super::watermarks::{Advance, Generator as Watermarks};
+use crate::GuestError;
 use crate::checkpoint::coordinator::{Control, TaskEvent};
 use crate::checkpoint::state::{self, OperatorState, SourcePosition, TaskState};
+use crate::clock::Clock;
 use crate::connectors::extract::Extractor;
 use crate::connectors::{Sink, Source, SourceStatus};
 use crate::wasm::OperatorModule;
@@ -68,12 +71,57 @@ impl Link {
     }
 }
 
+/// Event time at a source: its watermark strategy and the clock that
+/// says when it is idle.
+pub struct SourceTime {
+    /// Watermarks from the records' timestamps.
+    pub watermarks: Watermarks,
+    /// Processing time, for idleness.
+    pub clock: Clock,
+}
+
+impl SourceTime {
+    fn send(advance: Option<Advance>, out: &mut Outputs) -> Result<(), TaskError> {
+        match advance {
+            Some(Advance::To(w)) => out.watermark(w)?,
+            Some(Advance::Idle) => out.idle()?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Follows the timestamps of the batch just sent, per split: `splits`
+    /// and `of_record` are the source's [`Source::splits`]; `kept` maps the
+    /// batch's records back to the source's, if an extractor dropped some.
+    fn read(
+        &mut self,
+        batch: &[u8],
+        (splits, of_record): (usize, &[u32]),
+        kept: Option<&[u32]>,
+        out: &mut Outputs,
+    ) -> Result<(), TaskError> {
+        let records =
+            weir_sdk::frame::read(batch).filter_map(Result::ok).filter(|r| r.output.is_none()).enumerate().map(
+                |(i, r)| {
+                    let at = kept.map_or(Some(i), |k| k.get(i).map(|&j| j as usize));
+                    let split = at.and_then(|at| of_record.get(at)).map_or(0, |&s| s as usize);
+                    (split, r.timestamp)
+                },
+            );
+        let advance = self.watermarks.read(records, splits, self.clock.now_ms());
+        Self::send(advance, out)
+    }
+}
+
 /// Reads `source` until exhausted (or `cancel` is set), sending batches on;
 /// on a trigger from `control`, snapshots its position and emits the barrier.
-/// (Its records are counted as the node's output by `out`.)
+/// (Its records are counted as the node's output by `out`.) With `time`,
+/// watermarks follow the records; at the end of input, event time jumps to
+/// the end of time (`i64::MAX`), so every event-time timer fires.
 ///
 /// # Errors
 /// When the source fails or downstream is gone.
+#[allow(clippy::too_many_arguments, reason = "the parts of one source task, each used once")]
 pub fn run_source(
     mut source: Box<dyn Source>,
     mut out: Outputs,
@@ -82,8 +130,12 @@ pub fn run_source(
     link: &Link,
     control: &Receiver<Control>,
     mut extract: Option<Extractor>,
+    mut time: Option<SourceTime>,
 ) -> Result<(), TaskError> {
     let mut buf = Vec::with_capacity(batch_size * 64);
+    if let Some(time) = &mut time {
+        SourceTime::send(time.watermarks.resume(), &mut out)?;
+    }
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
@@ -92,7 +144,14 @@ pub fn run_source(
             match control.try_recv() {
                 Ok(Control::Trigger(barrier)) => {
                     let started = Instant::now();
-                    let state = TaskState::Source(source.position());
+                    let position = match &time {
+                        Some(time) => SourcePosition::EventTime {
+                            position: Box::new(source.position()),
+                            max_timestamp: time.watermarks.max_timestamp(),
+                        },
+                        None => source.position(),
+                    };
+                    let state = TaskState::Source(position);
                     source.checkpoint_taken(barrier.id);
                     link.ack(barrier.id, &state, Duration::ZERO, started.elapsed());
                     out.barrier(barrier)?;
@@ -107,23 +166,27 @@ pub fn run_source(
         }
         buf.clear();
         let status = source.next_batch(&mut buf, batch_size)?;
-        let batch = match &mut extract {
-            Some(extract) => extract.apply(&buf)?,
-            None => &buf,
+        if let Some(extract) = &mut extract {
+            extract.apply(&buf)?;
+        }
+        let (batch, kept) = match &extract {
+            Some(extract) => (extract.output(), Some(extract.kept())),
+            None => (&buf[..], None),
         };
         out.emit(batch, unreachable_blame)?;
+        if let Some(time) = &mut time {
+            time.read(batch, source.splits(), kept, &mut out)?;
+        }
         out.flush()?;
         if status == SourceStatus::Exhausted {
-            if let Some(extract) = &extract
-                && extract.skipped() > 0
-            {
+            if let Some(summary) = extract.as_ref().and_then(Extractor::summary) {
                 tracing::warn!(
-                    "source `{}` (subtask {}) skipped {} record(s) without a readable key or timestamp",
-                    extract.node(),
-                    link.subtask,
-                    extract.skipped()
+                    "source `{}` (subtask {}) {summary}",
+                    extract.as_ref().map_or("", |e| e.node()),
+                    link.subtask
                 );
             }
+            out.watermark(i64::MAX)?;
             out.end()?;
             link.finished(&TaskState::Source(SourcePosition::Finished));
             return Ok(());
@@ -214,8 +277,12 @@ pub fn run_chain(
     mut inputs: Inputs,
     out: Outputs,
     stop: Arc<AtomicBool>,
+    clock: Clock,
 ) -> Result<(), TaskError> {
-    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out };
+    if members.iter().any(|m| matches!(m.kind, MemberKind::Operator { .. })) {
+        inputs.tick_every(PROCESSING_TIME_TICK);
+    }
+    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out, clock };
     let result = chain.open(members, &stop).and_then(|()| chain.run(&mut inputs));
     if result.is_err() {
         for stage in &mut chain.stages {
@@ -227,9 +294,13 @@ pub fn run_chain(
     result
 }
 
+/// How often operators hear processing time (`on-processing-time`).
+pub const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
+
 struct Chain {
     stages: Vec<Stage>,
     out: Outputs,
+    clock: Clock,
 }
 
 impl Chain {
@@ -275,7 +346,25 @@ impl Chain {
         loop {
             let out = &mut self.out;
             match inputs.next(|| out.flush())? {
-                Next::Batch { batch, .. } => self.push(0, batch.bytes, batch.records)?,
+                Next::Batch { batch, .. } => {
+                    self.set_now();
+                    self.push(0, batch.bytes, batch.records)?;
+                }
+                Next::Watermark(watermark) => {
+                    self.fire("on-watermark", |g| g.on_watermark(watermark))?;
+                    if self.sink().is_none() {
+                        self.out.watermark(watermark)?;
+                    }
+                }
+                Next::Idle => {
+                    if self.sink().is_none() {
+                        self.out.idle()?;
+                    }
+                }
+                Next::Tick => {
+                    let now = self.clock.now_ms();
+                    self.fire("on-processing-time", |g| g.on_processing_time(now))?;
+                }
                 Next::Aligned { checkpoint, stop, alignment } => {
                     self.snapshot(checkpoint, alignment)?;
                     if self.sink().is_some() {
@@ -317,12 +406,55 @@ impl Chain {
             if at == last {
                 return self.emit(at, &produced);
             }
-            records = self.count(at, &produced)?;
+            (bytes, records) = self.count(at, produced)?;
             if records == 0 {
                 return Ok(());
             }
-            (at, bytes) = (at + 1, produced);
+            at += 1;
         }
+    }
+
+    /// Processing time for the guests' `now()`, read once per batch.
+    fn set_now(&mut self) {
+        let now = self.clock.now_ms();
+        for stage in &mut self.stages {
+            if let Work::Operator { guest: Some(guest), .. } = &mut stage.work {
+                guest.set_now(now);
+            }
+        }
+    }
+
+    /// Calls `call` on every running operator, head first, each one's
+    /// output flowing into the members after it before they are called.
+    fn fire(
+        &mut self,
+        name: &'static str,
+        call: impl Fn(&mut GuestInstance) -> Result<Vec<u8>, GuestError>,
+    ) -> Result<(), TaskError> {
+        let last = self.stages.len() - 1;
+        for at in 0..self.stages.len() {
+            let stage = &mut self.stages[at];
+            let Work::Operator { guest: Some(guest), .. } = &mut stage.work else { continue };
+            if stage.finished {
+                continue;
+            }
+            let produced = call(guest)?;
+            if produced.is_empty() {
+                continue;
+            }
+            let previous = std::mem::replace(&mut stage.call, name);
+            let routed =
+                if at == last {
+                    self.emit(at, &produced)
+                } else {
+                    self.count(at, produced).and_then(|(bytes, records)| {
+                        if records == 0 { Ok(()) } else { self.push(at + 1, bytes, records) }
+                    })
+                };
+            self.stages[at].call = previous;
+            routed?;
+        }
+        Ok(())
     }
 
     /// Routes a tail operator's output downstream.
@@ -331,12 +463,16 @@ impl Chain {
         self.out.emit(produced, || stage.blame())
     }
 
-    /// Checks and counts a chained operator's output (what a channel hop would check).
-    fn count(&self, at: usize, produced: &[u8]) -> Result<usize, TaskError> {
+    /// Checks and counts a chained operator's output (what a channel hop
+    /// would check); returns its main output for the next member.
+    fn count(&self, at: usize, produced: Vec<u8>) -> Result<(Vec<u8>, usize), TaskError> {
         let stage = &self.stages[at];
-        let records = count_records(produced, self.out.max_record(), || stage.blame())?;
+        let (records, side) = count_records(&produced, self.out.max_record(), || stage.blame())?;
         stage.metrics.add_out(records as u64);
-        Ok(records)
+        if side {
+            return Ok(main_output(&produced));
+        }
+        Ok((produced, records))
     }
 
     /// Snapshots every member for `checkpoint`, head first.
@@ -385,7 +521,7 @@ impl Chain {
                 if at == last {
                     self.emit(at, &produced)?;
                 } else {
-                    let records = self.count(at, &produced)?;
+                    let (produced, records) = self.count(at, produced)?;
                     if records > 0 {
                         self.push(at + 1, produced, records)?;
                     }

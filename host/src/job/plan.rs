@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::spec::{
     CheckpointSpec, GeneratorSpec, JobSpec, LimitsSpec, Partition, RestartSpec, RestartStrategyKind, SinkKind,
-    SourceSpec,
+    SourceSpec, WatermarkSpec,
 };
 use crate::Error;
 use crate::connectors::extract::Extractor;
@@ -50,15 +50,33 @@ pub struct Node {
     pub inputs: Vec<Edge>,
     /// Sources: keys and timestamps read from the records, if asked for.
     pub extract: Option<Extractor>,
+    /// Sources: how watermarks are made, if asked for.
+    pub watermark: Option<WatermarkSpec>,
 }
 
 /// An edge from an earlier node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// Index of the upstream node in [`JobPlan::nodes`].
     pub from: usize,
     /// How records are spread over this node's subtasks.
     pub partition: Partition,
+    /// The upstream's side output this edge reads (`input = "window.late"`),
+    /// or `None` for its main output.
+    pub output: Option<String>,
+}
+
+/// The node id and side output an `input = "…"` names: `"window"` is the
+/// main output of `window`, `"window.late"` its side output `late` (when
+/// no node is called `window.late`). `exists` says which ids are nodes.
+pub fn split_input(input: &str, exists: impl Fn(&str) -> bool) -> (&str, Option<&str>) {
+    if exists(input) {
+        return (input, None);
+    }
+    match input.split_once('.') {
+        Some((id, output)) if exists(id) && !output.is_empty() => (id, Some(output)),
+        _ => (input, None),
+    }
 }
 
 /// What a node does.
@@ -72,7 +90,7 @@ pub enum NodeKind {
         rate: Option<f64>,
     },
     /// Generated records.
-    Generator(GeneratorSpec),
+    Generator(Box<GeneratorSpec>),
     /// Records of Kafka topics.
     KafkaSource(Arc<KafkaSourceConfig>),
     /// A Wasm operator.
@@ -125,7 +143,12 @@ impl JobPlan {
         let mut chains: Vec<Vec<usize>> = Vec::new();
         for (n, node) in self.nodes.iter().enumerate() {
             let joins = match node.inputs.as_slice() {
-                [edge] if self.chaining && edge.partition == Partition::Forward && consumers[edge.from] == 1 => {
+                [edge]
+                    if self.chaining
+                        && edge.partition == Partition::Forward
+                        && edge.output.is_none()
+                        && consumers[edge.from] == 1 =>
+                {
                     let up = &self.nodes[edge.from];
                     matches!(up.kind, NodeKind::Operator { .. }) && node.kind.label() != "source"
                 }
@@ -215,7 +238,8 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         }
         let mut inputs = Vec::new();
         for input in &d.inputs {
-            let from = index[input.as_str()];
+            let (id, output) = split_input(input, |id| index.contains_key(id));
+            let from = index[id];
             let up: &Node = &nodes[from];
             let partition = d.partition.unwrap_or(if up.parallelism == parallelism {
                 Partition::Forward
@@ -228,9 +252,16 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
                     d.section, d.id, up.parallelism, d.id
                 )));
             }
-            inputs.push(Edge { from, partition });
+            inputs.push(Edge { from, partition, output: output.map(str::to_owned) });
         }
-        nodes.push(Node { id: d.id.clone(), parallelism, kind: d.kind.clone(), inputs, extract: d.extract.clone() });
+        nodes.push(Node {
+            id: d.id.clone(),
+            parallelism,
+            kind: d.kind.clone(),
+            inputs,
+            extract: d.extract.clone(),
+            watermark: d.watermark,
+        });
     }
     if let Some(c) = &spec.checkpoint {
         if c.interval.is_zero() || c.max_concurrent == 0 || c.timeout.is_zero() {
@@ -285,6 +316,7 @@ struct Draft {
     inputs: Vec<String>,
     kind: NodeKind,
     extract: Option<Extractor>,
+    watermark: Option<WatermarkSpec>,
 }
 
 fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
@@ -301,7 +333,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
                 }
                 (NodeKind::FileSource { path, rate: *rate }, *parallelism)
             }
-            SourceSpec::Generator(g) => (NodeKind::Generator(g.clone()), g.parallelism),
+            SourceSpec::Generator(g) => (NodeKind::Generator(Box::new(g.clone())), g.parallelism),
             SourceSpec::Kafka(k) => {
                 let cfg =
                     kafka::source_config(id, job, k).map_err(|e| Error::InvalidJob(format!("[sources.{id}] {e}")))?;
@@ -309,7 +341,17 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
             }
         };
         let inputs = vec![];
-        out.push(Draft { section: "sources", id: id.clone(), parallelism, partition: None, inputs, kind, extract });
+        let watermark = s.watermark();
+        out.push(Draft {
+            section: "sources",
+            id: id.clone(),
+            parallelism,
+            partition: None,
+            inputs,
+            kind,
+            extract,
+            watermark,
+        });
     }
     for (id, o) in &spec.operators {
         let module = match (&o.wasm, &o.builtin) {
@@ -337,6 +379,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         let inputs = o.input.ids().to_vec();
         out.push(Draft {
             extract: None,
+            watermark: None,
             section: "operators",
             id: id.clone(),
             parallelism: o.parallelism,
@@ -376,6 +419,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         let inputs = s.input.ids().to_vec();
         out.push(Draft {
             extract: None,
+            watermark: None,
             section: "sinks",
             id: id.clone(),
             parallelism: s.parallelism,
@@ -403,7 +447,16 @@ fn check_references(drafts: &[Draft]) -> Result<(), Error> {
             return Err(Error::InvalidJob(format!("[{}.{}] has no input", d.section, d.id)));
         }
         for input in &d.inputs {
-            match sections.get(input.as_str()) {
+            let (id, output) = split_input(input, |id| sections.contains_key(id));
+            if let Some(output) = output
+                && output.len() > 255
+            {
+                return Err(Error::InvalidJob(format!(
+                    "[{}.{}] input `{input}`: a side output's name is at most 255 bytes",
+                    d.section, d.id
+                )));
+            }
+            match sections.get(id) {
                 None => {
                     let known: Vec<_> = drafts.iter().filter(|d| d.section != "sinks").map(|d| d.id.as_str()).collect();
                     return Err(Error::InvalidJob(format!(
@@ -430,11 +483,12 @@ fn check_references(drafts: &[Draft]) -> Result<(), Error> {
 fn topological_order(drafts: &[Draft]) -> Result<Vec<&Draft>, Error> {
     let mut pending: BTreeMap<&str, &Draft> = drafts.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut placed: BTreeSet<&str> = BTreeSet::new();
+    let ids: BTreeSet<&str> = drafts.iter().map(|d| d.id.as_str()).collect();
     let mut order = Vec::with_capacity(drafts.len());
     loop {
         let ready: Vec<&str> = pending
             .values()
-            .filter(|d| d.inputs.iter().all(|i| placed.contains(i.as_str())))
+            .filter(|d| d.inputs.iter().all(|i| placed.contains(split_input(i, |id| ids.contains(id)).0)))
             .map(|d| d.id.as_str())
             .collect();
         if ready.is_empty() {
@@ -491,8 +545,8 @@ input = ["b", "a"]
         let p = plan_text(BASE).unwrap();
         let ids: Vec<_> = p.nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["lines", "a", "b", "out"]);
-        assert_eq!(p.nodes[1].inputs, [Edge { from: 0, partition: Partition::Rebalance }]);
-        assert_eq!(p.nodes[2].inputs, [Edge { from: 1, partition: Partition::Key }]);
+        assert_eq!(p.nodes[1].inputs, [Edge { from: 0, partition: Partition::Rebalance, output: None }]);
+        assert_eq!(p.nodes[2].inputs, [Edge { from: 1, partition: Partition::Key, output: None }]);
         assert_eq!(p.nodes[3].inputs[0].partition, Partition::Rebalance);
         assert_eq!(p.max_parallelism, 128);
     }

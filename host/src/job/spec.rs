@@ -212,6 +212,8 @@ pub enum SourceSpec {
         timestamp: Option<FieldSpec>,
         /// A record whose key or timestamp cannot be read. Default `fail`.
         on_bad_record: Option<OnBadRecord>,
+        /// Event-time watermarks from the records' timestamps.
+        watermark: Option<WatermarkSpec>,
     },
     /// A deterministic sequence of records.
     Generator(GeneratorSpec),
@@ -247,6 +249,8 @@ pub struct KafkaSourceSpec {
     pub timestamp: Option<FieldSpec>,
     /// A record whose key or timestamp cannot be read. Default `fail`.
     pub on_bad_record: Option<OnBadRecord>,
+    /// Event-time watermarks from the records' timestamps.
+    pub watermark: Option<WatermarkSpec>,
     /// How often to look for new partitions (and topics matching
     /// `topic_pattern`); `"0"` turns it off. Default `"10s"`.
     #[serde(default, with = "humantime_serde::option")]
@@ -369,9 +373,21 @@ pub enum OnBadRecord {
     Fail,
     /// Drop it, counted (and logged once).
     Skip,
+    /// Send it on unchanged, counted, to the source's side output `errors`
+    /// (read it with `input = "<source>.errors"`).
+    SideOutput,
 }
 
 impl SourceSpec {
+    /// The watermark strategy, whatever the kind.
+    pub fn watermark(&self) -> Option<WatermarkSpec> {
+        match self {
+            Self::File { watermark, .. } => *watermark,
+            Self::Generator(g) => g.watermark,
+            Self::Kafka(k) => k.watermark,
+        }
+    }
+
     /// `key`, `timestamp` and `on_bad_record`, whatever the kind.
     pub fn extraction(&self) -> (Option<&FieldSpec>, Option<&FieldSpec>, Option<OnBadRecord>) {
         match self {
@@ -407,6 +423,32 @@ pub struct GeneratorSpec {
     pub timestamp: Option<FieldSpec>,
     /// A record whose key or timestamp cannot be read. Default `fail`.
     pub on_bad_record: Option<OnBadRecord>,
+    /// Event-time watermarks from the records' timestamps.
+    pub watermark: Option<WatermarkSpec>,
+    /// `events`: event time of record 0 (ms since the epoch). Default
+    /// 1 700 000 000 000 (November 2023).
+    pub start_ms: Option<i64>,
+    /// `events`: event time between consecutive records, in ms. Default 1.
+    pub step_ms: Option<i64>,
+    /// `events`: each record's timestamp is moved back by up to this many
+    /// ms (seeded, so the same every run): out-of-order input. Default 0.
+    pub disorder_ms: Option<i64>,
+}
+
+/// How a source turns its records' timestamps into watermarks (Flink's
+/// bounded out-of-orderness with idleness): `watermark = {
+/// max_out_of_orderness = "5s", idle_timeout = "30s" }`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// How far behind the largest timestamp read a record may be and still
+    /// be on time: the watermark is that largest timestamp less this, less 1 ms.
+    #[serde(with = "humantime_serde")]
+    pub max_out_of_orderness: Duration,
+    /// A source subtask that reads nothing for this long (processing time)
+    /// stops holding back event time downstream until it reads again.
+    #[serde(default, with = "humantime_serde::option")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What a generator emits.
@@ -419,6 +461,10 @@ pub enum GeneratorFormat {
     /// Record `n` is a line of words drawn (Zipf-like) from `w0 … wN`,
     /// determined by `seed` and `n` alone.
     Words,
+    /// Record `n` is an event `{"key":"k<rank>","ts":<ms>,"n":<n>}` keyed by
+    /// `k<rank>` (Zipf-like over `vocabulary`), with event time `ts` =
+    /// `start_ms + n × step_ms`, less a seeded disorder of up to `disorder_ms`.
+    Events,
 }
 
 /// An `[operators.ID]` table.

@@ -35,6 +35,10 @@ pub struct StoreData {
     stop: Option<Arc<AtomicBool>>,
     /// The last interrupt was for `stop`, not the deadline.
     stopped: bool,
+    /// Processing time as the guest's `now()` reads it: set by the task
+    /// from its clock before calls, so a batch sees one time and reading
+    /// it costs no syscall.
+    now: i64,
 }
 
 impl WasiView for StoreData {
@@ -56,6 +60,10 @@ impl bindings::weir::operator::host::Host for StoreData {
             types::Level::Warn => tracing::warn!(operator = op, subtask, "{message}"),
             types::Level::Error => tracing::error!(operator = op, subtask, "{message}"),
         }
+    }
+
+    fn now(&mut self) -> i64 {
+        self.now
     }
 }
 
@@ -103,6 +111,7 @@ impl GuestInstance {
             ticks_left: module.limits.deadline_ticks(),
             stop: None,
             stopped: false,
+            now: 0,
         };
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -249,6 +258,29 @@ impl GuestInstance {
     /// When the guest fails.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, GuestError> {
         self.call("process", |b, s| b.call_process(s, batch))
+    }
+
+    /// Sets the processing time the guest's `now()` reads until the next call of this.
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.store.data_mut().now = now_ms;
+    }
+
+    /// Calls `on-watermark`: event time reached `watermark`; returns the framed output.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<u8>, GuestError> {
+        self.call("on-watermark", |b, s| b.call_on_watermark(s, watermark))
+    }
+
+    /// Calls `on-processing-time` (with [`set_now`](Self::set_now) already
+    /// at `now_ms`); returns the framed output.
+    ///
+    /// # Errors
+    /// When the guest fails.
+    pub fn on_processing_time(&mut self, now_ms: i64) -> Result<Vec<u8>, GuestError> {
+        self.set_now(now_ms);
+        self.call("on-processing-time", |b, s| b.call_on_processing_time(s, now_ms))
     }
 
     /// Calls `finish` (end of input); returns the framed output.

@@ -44,6 +44,23 @@ impl std::fmt::Debug for OperatorModule {
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 
+/// The version of the `weir:operator` package this host implements.
+pub const WORLD_VERSION: &str = "0.2.0";
+
+/// `weir:operator@X` when `component` was built against another version
+/// of Weir's own interfaces (a guest built with an older SDK): read from
+/// its imports, which name the package with its version.
+fn older_world(component: &wasmtime::component::Component, engine: &wasmtime::Engine) -> Option<String> {
+    let ty = component.component_type();
+    let versions: Vec<String> = ty
+        .imports(engine)
+        .filter_map(|(name, _)| {
+            name.strip_prefix("weir:operator/").and_then(|n| n.split_once('@')).map(|(_, v)| v.to_owned())
+        })
+        .collect();
+    versions.into_iter().find(|v| v != WORLD_VERSION).map(|v| format!("weir:operator@{v}"))
+}
+
 impl OperatorModule {
     /// Loads `path` as operator `operator`.
     ///
@@ -65,12 +82,19 @@ impl OperatorModule {
             ));
         }
         let component = engine.compile(&wasm).map_err(|e| invalid(format!("failed to compile: {e:#}")))?;
+        if let Some(old) = older_world(&component, &engine.engine) {
+            return Err(invalid(format!(
+                "was built against {old}, another version of Weir's operator interface than this host's \
+                 (weir:operator@{WORLD_VERSION}: an older weir-sdk); rebuild it with this release's weir-sdk \
+                 (`weir build` in its crate)"
+            )));
+        }
         let pre = engine.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!("needs imports Weir does not provide (guests get WASI without files or network, and weir:operator/host): {e:#}"))
         })?;
         let pre = OperatorPre::new(pre).map_err(|e| {
             invalid(format!(
-                "is not a Weir operator: it does not export the weir:operator world ({e:#}); implement weir_sdk::Operator and use weir_sdk::export!"
+                "is not a Weir operator: it does not export the weir:operator world ({e:#}); implement weir_sdk::Operator and use weir_sdk::export!; one built with an older weir-sdk needs a rebuild (`weir build`)"
             ))
         })?;
         let mut module = Self {

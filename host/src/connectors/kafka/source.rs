@@ -19,7 +19,7 @@
 //!   read_committed`, so a topic written by an exactly-once producer (a
 //!   Weir `kafka` sink) is read exactly-once too.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,10 @@ pub struct KafkaSource {
     consumer: BaseConsumer<Logs>,
     /// Assigned partitions by (topic, partition).
     parts: BTreeMap<(String, i32), Part>,
+    /// Event time per partition: each partition's split number (in the
+    /// order their first records came), and the last batch's per record.
+    split_ids: HashMap<(String, i32), u32>,
+    batch_splits: Vec<u32>,
     /// Restored partitions not yet assigned (the first `next_batch` assigns).
     restored: Option<KafkaPosition>,
     started: bool,
@@ -97,6 +101,8 @@ impl KafkaSource {
             parallelism,
             consumer,
             parts: BTreeMap::new(),
+            split_ids: HashMap::new(),
+            batch_splits: Vec::new(),
             restored: None,
             started: false,
             next_discovery: None,
@@ -332,6 +338,7 @@ impl Source for KafkaSource {
         }
         let max_records = self.pacer.allowance(max_records);
         let mut emitted = 0;
+        self.batch_splits.clear();
         while emitted < max_records {
             let wait = if emitted == 0 { POLL } else { Duration::ZERO };
             let Some(polled) = self.consumer.poll(wait) else { break };
@@ -347,6 +354,9 @@ impl Source for KafkaSource {
                     let timestamp = msg.timestamp().to_millis();
                     frame::write(out, msg.key(), timestamp, msg.payload().unwrap_or_default());
                     part.next = offset + 1;
+                    let next_id = self.split_ids.len() as u32;
+                    let split = *self.split_ids.entry((topic.clone(), partition)).or_insert(next_id);
+                    self.batch_splits.push(split);
                     emitted += 1;
                     self.check_done(&topic, partition, false);
                 }
@@ -383,6 +393,10 @@ impl Source for KafkaSource {
             return Ok(SourceStatus::Exhausted);
         }
         Ok(SourceStatus::More)
+    }
+
+    fn splits(&self) -> (usize, &[u32]) {
+        (self.parts.len().max(self.split_ids.len()).max(1), &self.batch_splits)
     }
 
     fn position(&self) -> SourcePosition {
