@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "suite/event_time.rs"]
+mod event_time;
 #[path = "suite/kafka.rs"]
 mod kafka;
 
@@ -88,6 +90,9 @@ fn main() {
     }
     if wants("W6") {
         kafka::run(&mut b, &input, scale);
+    }
+    if wants("W7") {
+        event_time::run(&mut b, &input, words);
     }
     let table = b.table();
     println!("\n{table}");

@@ -537,7 +537,7 @@ topic = "two"
 stop = "latest"
 key = {{ json = "user" }}
 timestamp = {{ json = "ts" }}
-watermark = {{ max_out_of_orderness = "0s" }}
+watermark = {{ max_out_of_orderness = "0s", interval = "0s" }}
 
 [operators.win]
 builtin = "window"

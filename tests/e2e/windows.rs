@@ -105,7 +105,7 @@ path = "clicks.jsonl"
 parallelism = {sources}
 key = {{ json = "user" }}
 timestamp = {{ json = "ts" }}
-watermark = {{ max_out_of_orderness = "3s" }}
+watermark = {{ max_out_of_orderness = "3s", interval = "0s" }}
 
 [operators.win]
 builtin = "window"

@@ -37,12 +37,13 @@ impl Generator {
 
     /// A Zipf-like rank in `0..vocabulary` for draw `j` of record `n`.
     fn rank(&self, n: u64, j: u64) -> u64 {
-        let vocabulary = f64::from(self.spec.vocabulary.unwrap_or(1000).max(1));
+        let vocabulary = self.spec.vocabulary.unwrap_or(1000).max(1);
         let seed = self.spec.seed.unwrap_or(0);
         let r = splitmix64(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        // Log-uniform rank: word i is drawn with probability ~1/i (Zipf, s = 1).
+        // Log-uniform rank: word i is drawn with probability ~1/(i + 1)
+        // (Zipf, s = 1); (v + 1)^u is in [1, v + 1), so every rank below v comes up.
         let u = (r >> 11) as f64 / (1u64 << 53) as f64;
-        (vocabulary.powf(u) as u64).max(1) - 1
+        ((f64::from(vocabulary) + 1.0).powf(u) as u64).clamp(1, u64::from(vocabulary)) - 1
     }
 
     /// Event time of record `n` for `events`: on a steady clock, moved
@@ -193,6 +194,20 @@ mod tests {
             }
         }
         assert!(out_of_order > 10, "disorder 25 ms over a 10 ms step reorders some records ({out_of_order})");
+    }
+
+    /// Every rank of a small vocabulary comes up (the last one too).
+    #[test]
+    fn every_key_of_a_small_vocabulary_comes_up() {
+        let mut s = spec(GeneratorFormat::Events, 200);
+        s.vocabulary = Some(3);
+        let mut g = Generator::new(&s, 0, 1);
+        let mut buf = Vec::new();
+        while g.next_batch(&mut buf, 100).unwrap() == SourceStatus::More {}
+        let mut keys: Vec<&[u8]> = frame::read(&buf).map(|r| r.unwrap().key.unwrap()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
     }
 
     #[test]

@@ -326,7 +326,8 @@ pub fn start(
                         watermarks: Watermarks::new(
                             i64::try_from(w.max_out_of_orderness.as_millis()).unwrap_or(i64::MAX),
                             w.idle_timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
-                        ),
+                        )
+                        .every(w.interval.map_or(200, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))),
                         clock: clock.clone(),
                     });
                     let task: Task = match restored_state(&checkpoints, plan, head, s) {

@@ -115,6 +115,10 @@ impl Valve {
 pub struct Generator {
     bound: i64,
     idle_after: Option<i64>,
+    /// Least processing time between two watermarks sent (0: after every batch).
+    interval: i64,
+    /// Processing time the last watermark was sent.
+    sent_at: Option<i64>,
     /// Where a split's largest timestamp starts (a restored watermark's).
     initial: i64,
     splits: Vec<Split>,
@@ -136,7 +140,26 @@ impl Generator {
     /// Watermarks `bound` ms behind the largest timestamp; a split is idle
     /// after `idle_after` ms without records, if set.
     pub fn new(bound: i64, idle_after: Option<i64>) -> Self {
-        Self { bound, idle_after, initial: i64::MIN, splits: Vec::new(), sent: i64::MIN, idle: false }
+        Self {
+            bound,
+            idle_after,
+            interval: 0,
+            sent_at: None,
+            initial: i64::MIN,
+            splits: Vec::new(),
+            sent: i64::MIN,
+            idle: false,
+        }
+    }
+
+    /// Sends a watermark at most every `interval` ms of processing time
+    /// (Flink's auto-watermark interval), instead of after every batch that
+    /// moves it: fewer watermarks, less work downstream, but which records
+    /// turn out late then depends on timing too.
+    #[must_use]
+    pub fn every(mut self, interval: i64) -> Self {
+        self.interval = interval.max(0);
+        self
     }
 
     /// Resumes from a checkpoint's [`max_timestamp`](Self::max_timestamp).
@@ -205,9 +228,11 @@ impl Generator {
             return Some(Advance::Idle);
         };
         let watermark = self.watermark_of(min);
-        if watermark > self.sent || (self.idle && any) {
+        let due = self.sent_at.is_none_or(|at| now.saturating_sub(at) >= self.interval);
+        if (watermark > self.sent && due) || (self.idle && any) {
             self.idle = false;
             self.sent = self.sent.max(watermark);
+            self.sent_at = Some(now);
             return Some(Advance::To(self.sent));
         }
         None
@@ -300,6 +325,15 @@ mod tests {
         assert_eq!(restored.read(one(500), 1, 0), None, "older records do not move it back");
         let mut fresh = Generator::new(0, None);
         assert_eq!(fresh.resume(), None);
+    }
+
+    #[test]
+    fn with_an_interval_watermarks_wait_for_it() {
+        let mut g = Generator::new(0, None).every(200);
+        assert_eq!(g.read(one(100), 1, 0), Some(Advance::To(99)), "the first goes at once");
+        assert_eq!(g.read(one(200), 1, 150), None, "150 ms later: not yet");
+        assert_eq!(g.read(one(300), 1, 199), None);
+        assert_eq!(g.read([], 1, 200), Some(Advance::To(299)), "due, with all read so far");
     }
 
     /// Kafka partitions read unevenly: the watermark follows the slowest

@@ -449,6 +449,12 @@ pub struct WatermarkSpec {
     /// stops holding back event time downstream until it reads again.
     #[serde(default, with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// Least processing time between two watermarks of a source subtask
+    /// (Flink's auto-watermark interval). Default `"200ms"`; `"0s"` sends
+    /// one after every batch that moves it, so which records are late
+    /// depends on the input and its batching only, not on timing.
+    #[serde(default, with = "humantime_serde::option")]
+    pub interval: Option<Duration>,
 }
 
 /// What a generator emits.
