@@ -4,12 +4,15 @@
 //! By default it is the system clock. With `WEIR_CLOCK_FILE=PATH` it is the
 //! number of milliseconds written in that file (re-read at most once per
 //! [`Clock::now_ms`] call, which the task loops make per batch or per tick,
-//! never per record): a test writes the file to move time forward. The
+//! never per record): a test writes the file to move time forward. A
+//! file clock that stands still also holds back watermarks sent every
+//! `interval` (use `interval = "0s"` under such a clock). The
 //! checkpoint coordinator keeps its own monotonic timer (`Instant`) — its
 //! intervals measure real waiting, not event or processing time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where processing time comes from. Cheap to clone (one per task).
@@ -37,7 +40,20 @@ impl Clock {
             None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            Some(path) => std::fs::read_to_string(&**path).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0),
+            Some(path) => match std::fs::read_to_string(&**path).ok().and_then(|s| s.trim().parse::<i64>().ok()) {
+                Some(ms) => ms,
+                None => {
+                    static WARNED: AtomicBool = AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "WEIR_CLOCK_FILE {} holds no number of ms: processing time stands at 0 (no \
+                             processing-time timer fires, no input goes idle, watermarks wait for their interval)",
+                            path.display()
+                        );
+                    }
+                    0
+                }
+            },
         }
     }
 }

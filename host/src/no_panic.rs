@@ -189,6 +189,7 @@ fn state_objects_never_panic() {
                 operator: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
                 keyed: vec![KeyGroupBytes { group: 7, bytes: vec![9; 16] }],
             }),
+            watermark: None,
         }),
         TaskState::Sink(SinkState { finished: true, pending: vec!["a".into()], next_part: 4, dir: Some("/o".into()) }),
     ];

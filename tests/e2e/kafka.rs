@@ -567,3 +567,65 @@ input = "win.late"
         .collect();
     assert_eq!(got, want);
 }
+
+/// Event time survives a kill: a window that fired before the kill does
+/// not fire again after it. Two topics feed one window; `quiet` goes idle,
+/// so `busy` alone moves event time to 28.999 s and [10 s, 20 s) fires.
+/// Killed, and a record at 15 s reaches `quiet`: restored, `quiet` is
+/// active again with its old watermark, but the window operator resumes at
+/// the checkpoint's watermark — the record is late, as it would have been
+/// without the kill, and the window is not reopened and reported twice.
+#[test]
+fn a_fired_window_stays_fired_across_a_kill() {
+    let broker = Broker::start();
+    broker.create_topic("busy", 1);
+    broker.create_topic("quiet", 1);
+    let busy: Vec<String> = (0..31).map(|s| format!("{{\"user\":\"ann\",\"ts\":{}}}", s * 1000)).collect();
+    broker.produce_lines("busy", 1, &busy.iter().map(String::as_str).collect::<Vec<_>>());
+    broker.produce_lines("quiet", 1, &[r#"{"user":"bob","ts":0}"#]);
+    let source = |id: &str, idle: &str| {
+        format!(
+            "[sources.{id}]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{id}\"\nkey = {{ json = \"user\" }}\n\
+             timestamp = {{ json = \"ts\" }}\nwatermark = {{ max_out_of_orderness = \"1s\"{idle} }}\n",
+            broker.brokers()
+        )
+    };
+    let job = format!(
+        "[job]\nname = \"idle\"\n{}{}\n[operators.win]\nbuiltin = \"window\"\ninput = [\"busy\", \"quiet\"]\n\
+         partition = \"key\"\nconfig = {{ kind = \"tumbling\", size = \"10s\" }}\n\
+         [sinks.out]\nkind = \"file\"\npath = \"out\"\ninput = \"win\"\n\
+         [sinks.late]\nkind = \"file\"\npath = \"late\"\ninput = \"win.late\"\n\
+         [checkpoint]\ninterval = \"100ms\"\n",
+        source("busy", ""),
+        source("quiet", ", idle_timeout = \"300ms\"")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    crate::write(dir.path(), "job.toml", &job);
+    let mut run = Background::start(dir.path(), "run1", &["run", "job.toml", "--no-api"], &[]);
+    let out = dir.path().join("out");
+    let committed = |d: &std::path::Path| if d.is_dir() { weir_tests::committed_lines(d) } else { Vec::new() };
+    let ann = r#"{"key":"ann","start":10000,"end":20000,"value":10}"#;
+    weir_tests::wait_until("[10 s, 20 s) to fire", crate::TIMEOUT, || {
+        run.exited() || committed(&out).iter().any(|l| l == ann)
+    });
+    // A checkpoint after it, so the restore is past the firing.
+    let store = dir.path().join("checkpoints/idle");
+    let fired_by = weir_tests::complete_checkpoints(&store).last().copied().unwrap_or(0);
+    weir_tests::wait_until("a later checkpoint", crate::TIMEOUT, || {
+        run.exited() || weir_tests::complete_checkpoints(&store).last().copied().unwrap_or(0) > fired_by
+    });
+    assert!(!run.exited(), "the job ended: {}", std::fs::read_to_string(dir.path().join("run1.stderr")).unwrap());
+    run.kill();
+    broker.produce_lines("quiet", 1, &[r#"{"user":"ann","ts":15000}"#]);
+    let mut run = Background::start(dir.path(), "run2", &["run", "job.toml", "--no-api"], &[]);
+    let late = dir.path().join("late");
+    weir_tests::wait_until("the record at 15 s", crate::TIMEOUT, || {
+        run.exited()
+            || !committed(&late).is_empty()
+            || committed(&out).iter().filter(|l| l.contains("\"start\":10000")).count() > 1
+    });
+    run.kill();
+    let windows: Vec<String> = committed(&out).into_iter().filter(|l| l.contains("\"start\":10000")).collect();
+    assert_eq!(windows, [ann], "the window fired once, with its own records");
+    assert_eq!(committed(&late), [r#"{"user":"ann","ts":15000}"#], "late after the kill as before it");
+}

@@ -322,3 +322,31 @@ fn an_operator_built_for_the_old_interface_says_to_rebuild() {
         "weir build",
     ]);
 }
+
+/// Event-time settings that cannot work are refused before the job starts
+/// (exit 2, naming the table): an `idle_timeout` under 1 ms (every input
+/// idle at once: event time would never move), a side output no source
+/// has, and a parallel `window` not behind `partition = "key"` (each key's
+/// windows would be split over subtasks and fire more than once).
+#[test]
+fn event_time_settings_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "clicks.jsonl", "{\"user\":\"a\",\"ts\":1}\n");
+    let base = window_job(TUMBLING, 1, 2, "");
+    let cases = [
+        (
+            base.replace("max_out_of_orderness = \"3s\"", "max_out_of_orderness = \"3s\", idle_timeout = \"0s\""),
+            vec!["[sources.clicks]", "idle_timeout", "under 1 ms"],
+        ),
+        (
+            base.replace("input = \"win.late\"", "input = \"clicks.errors\""),
+            vec!["[sinks.late]", "`clicks` has no side output `errors`", "on_bad_record = \"side-output\""],
+        ),
+        (base.replace("partition = \"key\"\n", ""), vec!["[operators.win]", "partition = \"key\""]),
+    ];
+    for (job, needles) in cases {
+        let job = write(dir, "job.toml", &job);
+        weir(dir, &["validate", &job]).expect_code(2).expect_stderr(&needles);
+    }
+}

@@ -369,7 +369,7 @@ fn rescale(
         }
     }
     if ops.iter().all(|op| op.finished) {
-        return Ok(TaskState::Operator(OperatorState { finished: true, guest: None }));
+        return Ok(TaskState::Operator(OperatorState { finished: true, guest: None, watermark: None }));
     }
     if ops.iter().any(|op| op.finished) {
         return Err(format!("`{}` cannot be rescaled: some of its subtasks had already finished", entry.id));
@@ -382,7 +382,10 @@ fn rescale(
         operator: guests.iter().flat_map(|g| g.operator.iter().cloned()).collect(),
         keyed: guests.iter().flat_map(|g| g.keyed.iter()).filter(|k| owned.contains(&k.group)).cloned().collect(),
     };
-    Ok(TaskState::Operator(OperatorState { finished: false, guest: Some(guest) }))
+    // Behind a `key` edge every subtask had the same watermark at the
+    // barrier; the largest keeps any window that fired from firing again.
+    let watermark = ops.iter().filter_map(|op| op.watermark).max();
+    Ok(TaskState::Operator(OperatorState { finished: false, guest: Some(guest), watermark }))
 }
 
 /// The state of new subtask `subtask` of `parallelism` for a Kafka source

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 6] = b"WEIRST";
-/// Format 2 added [`SinkState::dir`]; format 1 objects still decode.
-const FORMAT: u16 = 2;
+/// Format 2 added [`SinkState::dir`], format 3 [`OperatorState::watermark`];
+/// format 1 and 2 objects still decode.
+const FORMAT: u16 = 3;
 
 /// One subtask's state in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +211,10 @@ pub struct OperatorState {
     pub finished: bool,
     /// What the guest's `snapshot` returned (none once finished).
     pub guest: Option<GuestState>,
+    /// The operator's event time at the snapshot: its task's watermark
+    /// (`None`: none yet). A restore hands it back before any record, so
+    /// what was late stays late and no window fires twice.
+    pub watermark: Option<i64>,
 }
 
 /// The guest's exported state (the WIT `state` record).
@@ -248,6 +253,43 @@ pub struct SinkState {
     pub dir: Option<String>,
 }
 
+/// Format 2, for decoding old state objects: as [`TaskState`] before
+/// [`OperatorState::watermark`].
+mod v2 {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub enum TaskState {
+        Source(super::SourcePosition),
+        Operator(OperatorState),
+        Sink(super::SinkState),
+        KafkaSink(super::KafkaSinkState),
+    }
+
+    #[derive(Deserialize)]
+    pub struct OperatorState {
+        finished: bool,
+        guest: Option<super::GuestState>,
+    }
+
+    impl From<OperatorState> for super::OperatorState {
+        fn from(OperatorState { finished, guest }: OperatorState) -> Self {
+            Self { finished, guest, watermark: None }
+        }
+    }
+
+    impl From<TaskState> for super::TaskState {
+        fn from(old: TaskState) -> Self {
+            match old {
+                TaskState::Source(p) => Self::Source(p),
+                TaskState::Operator(o) => Self::Operator(o.into()),
+                TaskState::Sink(s) => Self::Sink(s),
+                TaskState::KafkaSink(k) => Self::KafkaSink(k),
+            }
+        }
+    }
+}
+
 /// Format 1, for decoding old state objects: as [`TaskState`] before
 /// [`SinkState::dir`].
 mod v1 {
@@ -256,7 +298,7 @@ mod v1 {
     #[derive(Deserialize)]
     pub enum TaskState {
         Source(super::SourcePosition),
-        Operator(super::OperatorState),
+        Operator(super::v2::OperatorState),
         Sink(SinkState),
     }
 
@@ -271,7 +313,7 @@ mod v1 {
         fn from(old: TaskState) -> Self {
             match old {
                 TaskState::Source(p) => Self::Source(p),
-                TaskState::Operator(o) => Self::Operator(o),
+                TaskState::Operator(o) => Self::Operator(o.into()),
                 TaskState::Sink(SinkState { finished, pending, next_part }) => {
                     Self::Sink(super::SinkState { finished, pending, next_part, dir: None })
                 }
@@ -321,6 +363,7 @@ pub fn decode_versioned(bytes: &[u8]) -> Result<TaskState, Undecodable> {
     let version = u16::from_le_bytes([version[0], version[1]]);
     match version {
         1 => decode_body::<v1::TaskState>(body).map(Into::into).map_err(Undecodable::Corrupt),
+        2 => decode_body::<v2::TaskState>(body).map(Into::into).map_err(Undecodable::Corrupt),
         FORMAT => decode_body(body).map_err(Undecodable::Corrupt),
         _ => Err(Undecodable::Unsupported(format!(
             "state object format {version} is not supported (this weir reads 1 to {FORMAT}): it was written by a \
@@ -393,6 +436,7 @@ mod tests {
                     operator: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
                     keyed: vec![KeyGroupBytes { group: 7, bytes: vec![9; 1000] }],
                 }),
+                watermark: Some(-5),
             }),
             TaskState::Sink(SinkState {
                 finished: true,

@@ -82,6 +82,8 @@ pub struct Inputs {
     valve: Valve,
     /// How often to report [`Next::Tick`], and when it is next due.
     tick: Option<(Duration, Instant)>,
+    /// What to report next, before reading on.
+    pending: Option<Next>,
 }
 
 enum Got {
@@ -94,7 +96,7 @@ impl Inputs {
     pub fn new(channels: Vec<Receiver<Message>>, control: Receiver<Control>) -> Self {
         let state = vec![State::Open; channels.len()];
         let valve = Valve::new(channels.len());
-        Self { channels, state, control: Some(control), aligning: None, valve, tick: None }
+        Self { channels, state, control: Some(control), aligning: None, valve, tick: None, pending: None }
     }
 
     /// Reports [`Next::Tick`] at least every `period`.
@@ -105,6 +107,11 @@ impl Inputs {
     /// The task's watermark (`i64::MIN` before the first).
     pub fn watermark(&self) -> i64 {
         self.valve.current()
+    }
+
+    /// Resumes event time at a checkpoint's watermark: never less is reported.
+    pub fn resume_at(&mut self, watermark: i64) {
+        self.valve.resume_at(watermark);
     }
 
     /// A due tick, rescheduled.
@@ -118,10 +125,14 @@ impl Inputs {
         }
     }
 
-    fn advanced(advance: Option<Advance>) -> Option<Next> {
+    fn advanced(&mut self, advance: Option<Advance>) -> Option<Next> {
         match advance? {
             Advance::To(w) => Some(Next::Watermark(w)),
             Advance::Idle => Some(Next::Idle),
+            Advance::ToThenIdle(w) => {
+                self.pending = Some(Next::Idle);
+                Some(Next::Watermark(w))
+            }
         }
     }
 
@@ -130,6 +141,9 @@ impl Inputs {
     /// # Errors
     /// [`Cancelled`] if an upstream task failed, or `on_idle` did.
     pub fn next(&mut self, mut on_idle: impl FnMut() -> Result<(), Cancelled>) -> Result<Next, Cancelled> {
+        if let Some(next) = self.pending.take() {
+            return Ok(next);
+        }
         loop {
             if let Some((barrier, started)) = self.aligning
                 && !self.state.contains(&State::Open)
@@ -159,18 +173,27 @@ impl Inputs {
                 Got::Control(c) => return Ok(Next::Control(c)),
                 Got::Data(channel, Message::Batch(batch)) => return Ok(Next::Batch { channel, batch }),
                 Got::Data(channel, Message::Watermark(w)) => {
-                    if let Some(next) = Self::advanced(self.valve.watermark(channel, w)) {
+                    if let Some(next) = {
+                        let a = self.valve.watermark(channel, w);
+                        self.advanced(a)
+                    } {
                         return Ok(next);
                     }
                 }
                 Got::Data(channel, Message::Idle) => {
-                    if let Some(next) = Self::advanced(self.valve.idle(channel)) {
+                    if let Some(next) = {
+                        let a = self.valve.idle(channel);
+                        self.advanced(a)
+                    } {
                         return Ok(next);
                     }
                 }
                 Got::Data(channel, Message::End) => {
                     self.state[channel] = State::Ended;
-                    if let Some(next) = Self::advanced(self.valve.ended(channel)) {
+                    if let Some(next) = {
+                        let a = self.valve.ended(channel);
+                        self.advanced(a)
+                    } {
                         return Ok(next);
                     }
                 }

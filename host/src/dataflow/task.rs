@@ -85,6 +85,10 @@ impl SourceTime {
         match advance {
             Some(Advance::To(w)) => out.watermark(w)?,
             Some(Advance::Idle) => out.idle()?,
+            Some(Advance::ToThenIdle(w)) => {
+                out.watermark(w)?;
+                out.idle()?;
+            }
             None => {}
         }
         Ok(())
@@ -243,7 +247,8 @@ pub enum MemberKind {
 }
 
 /// The state of an operator that consumed all its input.
-const FINISHED_OPERATOR: TaskState = TaskState::Operator(OperatorState { finished: true, guest: None });
+const FINISHED_OPERATOR: TaskState =
+    TaskState::Operator(OperatorState { finished: true, guest: None, watermark: None });
 
 /// A member while the chain runs.
 struct Stage {
@@ -282,8 +287,9 @@ pub fn run_chain(
     if members.iter().any(|m| matches!(m.kind, MemberKind::Operator { .. })) {
         inputs.tick_every(PROCESSING_TIME_TICK);
     }
-    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out, clock };
-    let result = chain.open(members, &stop).and_then(|()| chain.run(&mut inputs));
+    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out, clock, restored_watermark: None };
+    let result =
+        chain.open(members, &stop).and_then(|()| chain.resume(&mut inputs)).and_then(|()| chain.run(&mut inputs));
     if result.is_err() {
         for stage in &mut chain.stages {
             if let Work::Sink(sink) = &mut stage.work {
@@ -301,6 +307,8 @@ struct Chain {
     stages: Vec<Stage>,
     out: Outputs,
     clock: Clock,
+    /// The event time the members' restored state was at.
+    restored_watermark: Option<i64>,
 }
 
 impl Chain {
@@ -317,9 +325,13 @@ impl Chain {
                     } else {
                         let mut guest = module.instantiate(info.subtask)?;
                         guest.interrupt_on(stop.clone());
+                        guest.set_now(self.clock.now_ms());
                         guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
                         Some(guest)
                     };
+                    if let Some(w) = restored.as_ref().and_then(|r| r.watermark) {
+                        self.restored_watermark = Some(self.restored_watermark.map_or(w, |m| m.max(w)));
+                    }
                     (finished, Work::Operator { operator: module.operator.clone(), guest })
                 }
                 MemberKind::Sink { mut sink, restored } => {
@@ -340,6 +352,15 @@ impl Chain {
             self.stages.push(Stage { link, metrics, finished, work, call: "process" });
         }
         Ok(())
+    }
+
+    /// Event time resumes where the checkpoint left it, before any record:
+    /// the task's watermark cannot fall behind it, and the operators hear
+    /// it first — a record that was late before a failure is late after it.
+    fn resume(&mut self, inputs: &mut Inputs) -> Result<(), TaskError> {
+        let Some(watermark) = self.restored_watermark else { return Ok(()) };
+        inputs.resume_at(watermark);
+        self.fire("on-watermark", |g| g.on_watermark(watermark))
     }
 
     fn run(&mut self, inputs: &mut Inputs) -> Result<(), TaskError> {
@@ -366,7 +387,7 @@ impl Chain {
                     self.fire("on-processing-time", |g| g.on_processing_time(now))?;
                 }
                 Next::Aligned { checkpoint, stop, alignment } => {
-                    self.snapshot(checkpoint, alignment)?;
+                    self.snapshot(checkpoint, alignment, inputs.watermark())?;
                     if self.sink().is_some() {
                         if stop {
                             return self.wait_for_savepoint(inputs, checkpoint);
@@ -431,6 +452,7 @@ impl Chain {
         name: &'static str,
         call: impl Fn(&mut GuestInstance) -> Result<Vec<u8>, GuestError>,
     ) -> Result<(), TaskError> {
+        self.set_now();
         let last = self.stages.len() - 1;
         for at in 0..self.stages.len() {
             let stage = &mut self.stages[at];
@@ -476,12 +498,14 @@ impl Chain {
     }
 
     /// Snapshots every member for `checkpoint`, head first.
-    fn snapshot(&mut self, checkpoint: u64, alignment: Duration) -> Result<(), TaskError> {
+    fn snapshot(&mut self, checkpoint: u64, alignment: Duration, watermark: i64) -> Result<(), TaskError> {
+        let watermark = (watermark != i64::MIN).then_some(watermark);
         for (i, stage) in self.stages.iter_mut().enumerate() {
             let started = Instant::now();
             let state = match &mut stage.work {
                 Work::Operator { guest: Some(guest), .. } if !stage.finished => {
-                    TaskState::Operator(OperatorState { finished: false, guest: Some(guest.snapshot(checkpoint)?) })
+                    let guest = Some(guest.snapshot(checkpoint)?);
+                    TaskState::Operator(OperatorState { finished: false, guest, watermark })
                 }
                 Work::Operator { .. } => FINISHED_OPERATOR,
                 Work::Sink(sink) => sink.pre_commit(checkpoint, stage.finished)?,
@@ -508,6 +532,7 @@ impl Chain {
     /// flowing into the next), end the outputs, report final states; a sink
     /// tail then commits once the checkpoint holding its final state completes.
     fn finish(&mut self, inputs: &mut Inputs) -> Result<(), TaskError> {
+        self.set_now();
         let last = self.stages.len() - 1;
         for at in 0..self.stages.len() {
             let stage = &mut self.stages[at];

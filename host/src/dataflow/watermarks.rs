@@ -9,7 +9,9 @@
 //! - a channel that ended no longer holds event time back;
 //! - a channel that said [`Idle`](super::message::Message::Idle) is left
 //!   out until it sends a watermark again; if every open channel is idle,
-//!   so is the task (and it says so downstream);
+//!   so is the task (and it says so downstream), after advancing to the
+//!   largest watermark of its channels (as Flink's valve does: nothing is
+//!   coming from any of them, so nothing holds the others back);
 //! - a channel that comes back from idleness behind the task's watermark
 //!   is left out until it catches up (its records meanwhile are late).
 
@@ -20,6 +22,8 @@ pub enum Advance {
     To(i64),
     /// Every open input is idle: tell downstream.
     Idle,
+    /// Event time advanced to this, and then every open input is idle.
+    ToThenIdle(i64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +55,11 @@ impl Valve {
     /// The task's watermark (`i64::MIN` before the first).
     pub fn current(&self) -> i64 {
         self.current
+    }
+
+    /// Resumes at a checkpoint's watermark: it never reports less.
+    pub fn resume_at(&mut self, watermark: i64) {
+        self.current = self.current.max(watermark);
     }
 
     /// Channel `channel` delivered watermark `watermark`.
@@ -86,6 +95,11 @@ impl Valve {
                 return None;
             }
             self.idle = true;
+            let max = open().map(|c| c.watermark).max().unwrap_or(i64::MIN);
+            if max > self.current {
+                self.current = max;
+                return Some(Advance::ToThenIdle(max));
+            }
             return Some(Advance::Idle);
         };
         let was_idle = std::mem::replace(&mut self.idle, false);
@@ -283,6 +297,27 @@ mod tests {
         assert_eq!(v.idle(0), None, "said once");
         // Back from idleness at the task's watermark: active again.
         assert_eq!(v.watermark(0, 50), Some(Advance::To(50)));
+    }
+
+    /// The last active channel going idle while another idle one is ahead:
+    /// event time moves to the largest watermark (Flink does the same).
+    #[test]
+    fn when_all_go_idle_time_moves_to_the_largest_watermark() {
+        let mut v = Valve::new(2);
+        v.watermark(0, 28_999);
+        v.watermark(1, -1_001);
+        assert_eq!(v.idle(0), None, "channel 1 still holds it at -1001");
+        assert_eq!(v.idle(1), Some(Advance::ToThenIdle(28_999)));
+        assert_eq!(v.watermark(1, 0), None, "back, but behind: not counted, no step back");
+        assert_eq!(v.current(), 28_999);
+    }
+
+    #[test]
+    fn a_resumed_valve_never_reports_less_than_the_checkpoint() {
+        let mut v = Valve::new(1);
+        v.resume_at(500);
+        assert_eq!(v.watermark(0, 100), None);
+        assert_eq!(v.watermark(0, 600), Some(Advance::To(600)));
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::spec::{
-    CheckpointSpec, GeneratorSpec, JobSpec, LimitsSpec, Partition, RestartSpec, RestartStrategyKind, SinkKind,
-    SourceSpec, WatermarkSpec,
+    CheckpointSpec, GeneratorSpec, JobSpec, LimitsSpec, OnBadRecord, Partition, RestartSpec, RestartStrategyKind,
+    SinkKind, SourceSpec, WatermarkSpec,
 };
 use crate::Error;
-use crate::connectors::extract::Extractor;
+use crate::connectors::extract::{ERRORS, Extractor};
 use crate::connectors::kafka::{self, KafkaSinkConfig, KafkaSourceConfig};
 
 /// A validated job, ready to run.
@@ -252,6 +252,13 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
                     d.section, d.id, up.parallelism, d.id
                 )));
             }
+            if d.keyed_builtin && parallelism > 1 && partition != Partition::Key {
+                return Err(invalid(format!(
+                    "[{}.{}] keeps state per key, so with parallelism {parallelism} it needs partition = \"key\" \
+                     (each key's records must meet in one subtask; otherwise windows are split and fire more than once)",
+                    d.section, d.id
+                )));
+            }
             inputs.push(Edge { from, partition, output: output.map(str::to_owned) });
         }
         nodes.push(Node {
@@ -317,6 +324,11 @@ struct Draft {
     kind: NodeKind,
     extract: Option<Extractor>,
     watermark: Option<WatermarkSpec>,
+    /// The side outputs it can have, when known (a source's); `None` for
+    /// an operator, whose guest decides.
+    side_outputs: Option<Vec<&'static str>>,
+    /// A built-in that keeps per-key state and must run behind `partition = "key"`.
+    keyed_builtin: bool,
 }
 
 fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
@@ -342,7 +354,20 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         };
         let inputs = vec![];
         let watermark = s.watermark();
+        if let Some(idle) = watermark.and_then(|w| w.idle_timeout)
+            && idle < std::time::Duration::from_millis(1)
+        {
+            return Err(Error::InvalidJob(format!(
+                "[sources.{id}] watermark idle_timeout = {idle:?} is under 1 ms: every input would be idle at \
+                 once and event time would never advance; set it to how long a quiet input may hold event time \
+                 back (e.g. \"30s\"), or leave it out"
+            )));
+        }
+        let side_outputs =
+            Some(if s.extraction().2 == Some(OnBadRecord::SideOutput) { vec![ERRORS] } else { Vec::new() });
         out.push(Draft {
+            side_outputs,
+            keyed_builtin: false,
             section: "sources",
             id: id.clone(),
             parallelism,
@@ -380,6 +405,8 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         out.push(Draft {
             extract: None,
             watermark: None,
+            side_outputs: None,
+            keyed_builtin: o.builtin.as_deref() == Some("window"),
             section: "operators",
             id: id.clone(),
             parallelism: o.parallelism,
@@ -420,6 +447,8 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         out.push(Draft {
             extract: None,
             watermark: None,
+            side_outputs: Some(Vec::new()),
+            keyed_builtin: false,
             section: "sinks",
             id: id.clone(),
             parallelism: s.parallelism,
@@ -453,6 +482,22 @@ fn check_references(drafts: &[Draft]) -> Result<(), Error> {
             {
                 return Err(Error::InvalidJob(format!(
                     "[{}.{}] input `{input}`: a side output's name is at most 255 bytes",
+                    d.section, d.id
+                )));
+            }
+            if let (Some(output), Some(known)) =
+                (output, drafts.iter().find(|u| u.id == id).and_then(|u| u.side_outputs.as_ref()))
+                && !known.contains(&output)
+            {
+                let hint = if output == ERRORS {
+                    format!(" (a source has one with on_bad_record = \"side-output\" in [sources.{id}])")
+                } else if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it has: {})", known.join(", "))
+                };
+                return Err(Error::InvalidJob(format!(
+                    "[{}.{}] input `{input}`: `{id}` has no side output `{output}`{hint}",
                     d.section, d.id
                 )));
             }

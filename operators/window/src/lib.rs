@@ -49,6 +49,8 @@ struct Window {
     windows: Windows<Numeric>,
     /// The aggregated field's path; empty for `count`, which reads none.
     field: Vec<String>,
+    /// Said in the log that records go to `errors`.
+    warned: bool,
 }
 
 impl Default for Window {
@@ -60,7 +62,7 @@ impl Default for Window {
             field: Vec::new(),
             lateness: 0,
         };
-        Self { windows: config.windows(), field: Vec::new() }
+        Self { windows: config.windows(), field: Vec::new(), warned: false }
     }
 }
 
@@ -71,10 +73,18 @@ struct Failed<'a> {
 }
 
 impl Window {
-    /// Sends `rec` to [`ERRORS`], saying `why`.
-    fn reject(rec: &Record<'_, &[u8]>, why: &str, out: &mut Emitter<'_>) {
+    /// Sends `rec` to [`ERRORS`], saying `why` (and, the first time, in
+    /// the log: if nothing reads `errors`, the record is gone).
+    fn reject(&mut self, rec: &Record<'_, &[u8]>, why: &str, out: &mut Emitter<'_>) {
         let value = String::from_utf8_lossy(rec.value);
         out.emit_to(ERRORS, &Json(Failed { error: why, value: &value }));
+        if !std::mem::replace(&mut self.warned, true) {
+            #[cfg(target_arch = "wasm32")]
+            weir_sdk::log::warn(&format!(
+                "sent a record to the side output `errors` ({why}); records there are dropped unless a node \
+                 reads them with input = \"<this node>.errors\" (only this first one is logged)"
+            ));
+        }
     }
 }
 
@@ -91,7 +101,7 @@ impl Operator for Window {
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         if rec.timestamp.is_none() {
             let why = "the record has no timestamp: windows need event time (set the source's `timestamp`)";
-            Self::reject(&rec, why, out);
+            self.reject(&rec, why, out);
             return Ok(());
         }
         let input = if self.field.is_empty() {
@@ -100,7 +110,7 @@ impl Operator for Window {
             match number_at(rec.value, &self.field) {
                 Ok(number) => number,
                 Err(why) => {
-                    Self::reject(&rec, &shorten(&why), out);
+                    self.reject(&rec, &shorten(&why), out);
                     return Ok(());
                 }
             }
