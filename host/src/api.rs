@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | GET | `/v1/job` | status, attempt, graph, per-operator counts and rates, checkpoint counters |
 //! | GET | `/v1/checkpoints` | the last checkpoints and savepoints, completed or abandoned |
+//! | GET | `/metrics` | the same numbers in Prometheus' text format (see [`JobControl::metrics`]) |
 //! | POST | `/v1/savepoints` | `{"target": DIR?}` → waits, returns `{"id", "path"}` |
 //! | POST | `/v1/stop` | `{"target": DIR?}`: stop with a savepoint → `{"id", "path"}`; the job then ends |
 //! | POST | `/v1/cancel` | stops the job without a savepoint → `{"status": "cancelling"}` |
@@ -17,6 +18,7 @@
 //! or `~/.cache/weir/api/`, `0700`, the file `0600`), where the CLI finds it.
 //! So on a shared machine only the user who started a job controls it.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -126,6 +128,17 @@ impl JobControl {
             *rate = ((now.0 - prev.0) as f64 / dt, (now.1 - prev.1) as f64 / dt);
             *prev = now;
         }
+        for (n, s) in sampled.stats.iter().enumerate() {
+            for (i, time) in s.times.iter().enumerate() {
+                let now = (time.idle_ns(), time.backpressured_ns());
+                let before = std::mem::replace(&mut sampled.last_times[n][i], now);
+                sampled.shares[n][i] = if time.ended() {
+                    Shares::default()
+                } else {
+                    Shares::over(dt, now.0.saturating_sub(before.0), now.1.saturating_sub(before.1))
+                };
+            }
+        }
         sampled.at = Instant::now();
     }
 
@@ -134,11 +147,26 @@ impl JobControl {
         let (stats, rates) = (&guard.stats, &guard.rates);
         let mut graph = self.graph.clone();
         if let Value::Array(nodes) = &mut graph {
-            for ((node, s), (rate_in, rate_out)) in nodes.iter_mut().zip(stats).zip(rates) {
+            for (((node, s), (rate_in, rate_out)), shares) in nodes.iter_mut().zip(stats).zip(rates).zip(&guard.shares) {
                 node["records_in"] = json!(s.metrics.records_in());
                 node["records_out"] = json!(s.metrics.records_out());
                 node["in_per_s"] = json!(rate_in.round());
                 node["out_per_s"] = json!(rate_out.round());
+                let max = |f: fn(&Shares) -> f64| shares.iter().map(f).fold(0.0, f64::max).round();
+                node["busy_ms_per_s"] = json!(max(|s| s.busy));
+                node["backpressured_ms_per_s"] = json!(max(|s| s.backpressured));
+                node["subtasks"] = shares
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        json!({
+                            "subtask": i,
+                            "busy_ms_per_s": s.busy.round(),
+                            "backpressured_ms_per_s": s.backpressured.round(),
+                            "idle_ms_per_s": s.idle.round(),
+                        })
+                    })
+                    .collect();
             }
         }
         let c = &self.checkpoints;
@@ -156,6 +184,52 @@ impl JobControl {
                 "last_alignment_ms": c.last_alignment_ms.load(Ordering::Relaxed),
             },
         })
+    }
+
+    /// The job's metrics in Prometheus' text format (version 0.0.4), with
+    /// Flink-like names: counters per node, and per subtask the ms per
+    /// second busy, backpressured and idle over the last sample.
+    pub fn metrics(&self) -> String {
+        let guard = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let job = label(&self.job);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let per_node = |f: &dyn Fn(&NodeStats) -> u64| -> Vec<(String, f64)> {
+            guard.stats.iter().map(|s| (format!("job=\"{job}\",node=\"{}\"", label(&s.id)), f(s) as f64)).collect()
+        };
+        family("weir_records_in_total", "counter", "Records a node received (this attempt).", per_node(&|s| s.metrics.records_in()));
+        family("weir_records_out_total", "counter", "Records a node emitted (this attempt).", per_node(&|s| s.metrics.records_out()));
+        let job = job.as_str();
+        let per_subtask = |f: fn(&Shares) -> f64| -> Vec<(String, f64)> {
+            guard
+                .stats
+                .iter()
+                .zip(&guard.shares)
+                .flat_map(|(s, shares)| {
+                    shares.iter().enumerate().map(move |(i, share)| {
+                        (format!("job=\"{job}\",node=\"{}\",subtask=\"{i}\"", label(&s.id)), f(share).round())
+                    })
+                })
+                .collect()
+        };
+        family("weir_busy_time_ms_per_second", "gauge", "Ms per second a subtask worked (neither idle nor backpressured).", per_subtask(|s| s.busy));
+        family("weir_backpressured_time_ms_per_second", "gauge", "Ms per second a subtask waited for room downstream.", per_subtask(|s| s.backpressured));
+        family("weir_idle_time_ms_per_second", "gauge", "Ms per second a subtask waited for input.", per_subtask(|s| s.idle));
+        let c = &self.checkpoints;
+        let one = |v: u64| vec![(format!("job=\"{job}\""), v as f64)];
+        family("weir_checkpoints_completed_total", "counter", "Checkpoints and savepoints completed in this run.", one(c.completed.load(Ordering::Relaxed)));
+        family("weir_checkpoints_failed_total", "counter", "Checkpoints and savepoints abandoned in this run.", one(c.abandoned.load(Ordering::Relaxed)));
+        family("weir_last_checkpoint_duration_ms", "gauge", "Trigger to completion of the last completed checkpoint.", one(c.last_duration_ms.load(Ordering::Relaxed)));
+        family("weir_last_checkpoint_size_bytes", "gauge", "State size of the last completed checkpoint.", one(c.last_bytes.load(Ordering::Relaxed)));
+        family("weir_last_checkpoint_alignment_ms", "gauge", "Longest barrier alignment of the last completed checkpoint.", one(c.last_alignment_ms.load(Ordering::Relaxed)));
+        family("weir_restarts_total", "counter", "Restarts after failures in this run.", one(u64::from(self.attempt.load(Ordering::Relaxed))));
+        family("weir_uptime_seconds", "gauge", "Seconds since the run started.", one(self.started.elapsed().as_secs()));
+        out
     }
 
     /// Takes a savepoint (blocking): opens the target, asks the coordinator, waits.
@@ -184,6 +258,11 @@ impl JobControl {
     }
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// Per-node counters and the rates last sampled from them.
 struct Sampled {
     stats: Vec<NodeStats>,
@@ -192,6 +271,31 @@ struct Sampled {
     /// When `last` was read.
     at: Instant,
     last: Vec<(u64, u64)>,
+    /// Per node, per subtask: ms per second idle, backpressured and busy
+    /// over the last interval (Flink's `idleTimeMsPerSecond`, …).
+    shares: Vec<Vec<Shares>>,
+    /// Per node, per subtask: idle and backpressured ns when last read.
+    last_times: Vec<Vec<(u64, u64)>>,
+}
+
+/// How a subtask spent a second, in ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Shares {
+    /// Waiting for input.
+    pub idle: f64,
+    /// Waiting for room downstream.
+    pub backpressured: f64,
+    /// The rest: working.
+    pub busy: f64,
+}
+
+impl Shares {
+    /// Over `dt` seconds in which `idle_ns` and `backpressured_ns` passed waiting.
+    pub fn over(dt: f64, idle_ns: u64, backpressured_ns: u64) -> Self {
+        let per_s = |ns: u64| (ns as f64 / 1e6 / dt).clamp(0.0, 1000.0);
+        let (idle, backpressured) = (per_s(idle_ns), per_s(backpressured_ns));
+        Self { idle, backpressured, busy: (1000.0 - idle - backpressured).max(0.0) }
+    }
 }
 
 impl Sampled {
@@ -201,6 +305,8 @@ impl Sampled {
             rates: vec![(0.0, 0.0); stats.len()],
             at: Instant::now(),
             last: vec![(0, 0); stats.len()],
+            shares: stats.iter().map(|s| vec![Shares::default(); s.times.len()]).collect(),
+            last_times: stats.iter().map(|s| vec![(0, 0); s.times.len()]).collect(),
         }
     }
 }
@@ -259,6 +365,12 @@ fn router(shared: Arc<Shared>) -> Router {
             get(|State(s): State<Arc<Shared>>| async move {
                 let history = s.control.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 Json(json!({ "checkpoints": history }))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<Shared>>| async move {
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.control.metrics())
             }),
         )
         .route("/v1/savepoints", post(|State(s): State<Arc<Shared>>, body: Body| savepoint_handler(s, body, false)))

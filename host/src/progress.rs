@@ -206,9 +206,11 @@ pub fn status(status: &serde_json::Value) -> String {
             .map(|a| a.iter().map(|e| format!("{} ({})", text(&e["from"]), text(&e["partition"]))).collect())
             .unwrap_or_default();
         let count = |key: &str| HumanCount(n[key].as_f64().unwrap_or(0.0) as u64).to_string();
+        // The busiest subtask's share of the last second, as Flink shows it.
+        let percent = |key: &str| (n[key].as_f64().unwrap_or(0.0) / 10.0).round() as u64;
         let _ = writeln!(
             out,
-            "  {:width$} {:8} ×{:<3} in {:>12} ({:>9}/s)  out {:>12} ({:>9}/s)  <- {}",
+            "  {:width$} {:8} ×{:<3} in {:>12} ({:>9}/s)  out {:>12} ({:>9}/s)  busy {:>3}%  backpressured {:>3}%  <- {}",
             text(&n["id"]),
             text(&n["kind"]),
             n["parallelism"],
@@ -216,6 +218,8 @@ pub fn status(status: &serde_json::Value) -> String {
             count("in_per_s"),
             count("records_out"),
             count("out_per_s"),
+            percent("busy_ms_per_s"),
+            percent("backpressured_ms_per_s"),
             if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
         );
     }

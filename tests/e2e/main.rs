@@ -9,6 +9,7 @@ mod display;
 mod event_time;
 mod faults;
 mod kafka;
+mod observability;
 mod operators;
 mod recovery;
 mod sandbox;

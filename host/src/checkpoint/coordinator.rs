@@ -157,6 +157,8 @@ pub struct CheckpointStats {
     pub last_triggered: AtomicU64,
     /// The last [`HISTORY`] checkpoints and savepoints, oldest first.
     pub history: Mutex<VecDeque<HistoryEntry>>,
+    /// Checkpoints and savepoints abandoned in this run.
+    pub abandoned: AtomicU64,
 }
 
 /// How many entries [`CheckpointStats::history`] keeps.
@@ -164,6 +166,9 @@ pub const HISTORY: usize = 100;
 
 impl CheckpointStats {
     fn record(&self, entry: HistoryEntry) {
+        if entry.status == "abandoned" {
+            self.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if history.len() == HISTORY {
             history.pop_front();

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Select};
 
 use super::Cancelled;
 use super::message::{Barrier, Batch, Message};
+use super::metrics::Meter;
 use super::watermarks::{Advance, Valve};
 use crate::checkpoint::coordinator::Control;
 
@@ -84,6 +85,8 @@ pub struct Inputs {
     tick: Option<(Duration, Instant)>,
     /// What to report next, before reading on.
     pending: Option<Next>,
+    /// Where time blocked waiting for input goes.
+    meter: Meter,
 }
 
 enum Got {
@@ -96,7 +99,12 @@ impl Inputs {
     pub fn new(channels: Vec<Receiver<Message>>, control: Receiver<Control>) -> Self {
         let state = vec![State::Open; channels.len()];
         let valve = Valve::new(channels.len());
-        Self { channels, state, control: Some(control), aligning: None, valve, tick: None, pending: None }
+        Self { channels, state, control: Some(control), aligning: None, valve, tick: None, pending: None, meter: Meter::default() }
+    }
+
+    /// Measures time blocked waiting for input into `meter`.
+    pub fn set_meter(&mut self, meter: Meter) {
+        self.meter = meter;
     }
 
     /// Reports [`Next::Tick`] at least every `period`.
@@ -163,7 +171,10 @@ impl Inputs {
                 None => {
                     on_idle()?;
                     let wait = self.tick.map(|(_, due)| due.saturating_duration_since(Instant::now()));
-                    match self.poll(Some(wait))? {
+                    let blocked = Instant::now();
+                    let got = self.poll(Some(wait))?;
+                    self.meter.idle(blocked.elapsed());
+                    match got {
                         Some(got) => got,
                         None => continue,
                     }

@@ -2,9 +2,9 @@
 //! progress display and final summary (readers). Relaxed atomics: the
 //! numbers are for humans, not for correctness.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Records in and out of one node, summed over its subtasks.
 #[derive(Debug, Default)]
@@ -52,5 +52,67 @@ impl NodeMetrics {
     /// Records emitted so far.
     pub fn records_out(&self) -> u64 {
         self.records_out.load(Ordering::Relaxed)
+    }
+}
+
+/// Where one node-subtask's thread spends its time, as Flink measures it:
+/// waiting for input (*idle*) and waiting for room downstream
+/// (*backpressured*); the rest is *busy*. Counted only when the thread
+/// blocks — one clock read before and one after a wait that blocks, never
+/// per record — so the record path pays nothing.
+#[derive(Debug, Default)]
+pub struct TaskTime {
+    idle_ns: AtomicU64,
+    backpressured_ns: AtomicU64,
+    /// Its thread has ended: no time is spent any more.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl TaskTime {
+    /// Its thread has ended.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Nanoseconds idle so far.
+    pub fn idle_ns(&self) -> u64 {
+        self.idle_ns.load(Ordering::Relaxed)
+    }
+
+    /// Nanoseconds backpressured so far.
+    pub fn backpressured_ns(&self) -> u64 {
+        self.backpressured_ns.load(Ordering::Relaxed)
+    }
+}
+
+/// What a task thread writes its waits into: the [`TaskTime`] of its
+/// subtask of every node chained in it (they share the thread, so they
+/// share its time, as in Flink).
+#[derive(Debug, Clone, Default)]
+pub struct Meter {
+    cells: Vec<Arc<TaskTime>>,
+}
+
+impl Meter {
+    /// A meter writing into `cells`.
+    pub fn new(cells: Vec<Arc<TaskTime>>) -> Self {
+        Self { cells }
+    }
+
+    /// The thread waited `d` for input.
+    pub fn idle(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.cells.iter().for_each(|c| _ = c.idle_ns.fetch_add(ns, Ordering::Relaxed));
+    }
+
+    /// The thread waited `d` for room downstream.
+    pub fn backpressured(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.cells.iter().for_each(|c| _ = c.backpressured_ns.fetch_add(ns, Ordering::Relaxed));
+    }
+
+    /// The thread ended.
+    pub fn end(&self) {
+        self.cells.iter().for_each(|c| c.ended.store(true, Ordering::Relaxed));
     }
 }

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use self::inputs::Inputs;
 use self::message::Message;
-use self::metrics::NodeMetrics;
+use self::metrics::{Meter, NodeMetrics, TaskTime};
 use self::output::{CHANNEL_CAPACITY, EdgeOutput, Outputs};
 use self::task::MemberKind;
 use self::watermarks::Generator as Watermarks;
@@ -128,6 +128,8 @@ pub struct NodeStats {
     pub parallelism: u32,
     /// Live counters.
     pub metrics: Arc<NodeMetrics>,
+    /// Each subtask's idle and backpressured time.
+    pub times: Vec<Arc<TaskTime>>,
 }
 
 /// What a finished job did.
@@ -281,7 +283,12 @@ pub fn start(
     let stats: Vec<NodeStats> = plan
         .nodes
         .iter()
-        .map(|n| NodeStats { id: n.id.clone(), parallelism: n.parallelism, metrics: Arc::default() })
+        .map(|n| NodeStats {
+            id: n.id.clone(),
+            parallelism: n.parallelism,
+            metrics: Arc::default(),
+            times: (0..n.parallelism).map(|_| Arc::default()).collect(),
+        })
         .collect();
     let chains = plan.chains();
     let (mut senders, mut receivers) = wire(plan, &chains);
@@ -302,12 +309,14 @@ pub fn start(
                 controls[n][s as usize] = Some(control_tx.clone());
             }
             let link = |n: usize| task::Link { node: n, subtask: s, events: events_tx.clone() };
-            let out = Outputs::new(
+            let mut out = Outputs::new(
                 std::mem::take(&mut senders[tail][s as usize]),
                 plan.batch_size,
                 usize::try_from(plan.limits.max_record).unwrap_or(usize::MAX),
                 stats[tail].metrics.clone(),
             );
+            let meter = Meter::new(chain.iter().map(|&n| stats[n].times[s as usize].clone()).collect());
+            out.set_meter(&meter);
             let task: Task = match &node.kind {
                 NodeKind::FileSource { .. } | NodeKind::Generator(_) | NodeKind::KafkaSource(_) => {
                     let mut source: Box<dyn Source> = match &node.kind {
@@ -366,13 +375,20 @@ pub fn start(
                         .iter()
                         .map(|&n| member(plan, modules, &checkpoints, &stats[n], n, s, attempt, link(n)))
                         .collect::<Result<Vec<_>, Error>>()?;
-                    let inputs = Inputs::new(std::mem::take(&mut receivers[head][s as usize]), control);
+                    let mut inputs = Inputs::new(std::mem::take(&mut receivers[head][s as usize]), control);
+                    inputs.set_meter(meter.clone());
                     let stop = failure.cancel.clone();
                     let clock = clock.clone();
                     Box::new(move || task::run_chain(members, inputs, out, stop, clock))
                 }
             };
             let more = if chain.len() > 1 { format!("+{}", chain.len() - 1) } else { String::new() };
+            let ended = meter.clone();
+            let task: Task = Box::new(move || {
+                let result = task();
+                ended.end();
+                result
+            });
             spawns.push((format!("{}{more}#{s}", node.id), task));
         }
     }

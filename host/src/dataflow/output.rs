@@ -12,11 +12,13 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
 use weir_sdk::{frame, keygroup};
 
 use super::message::{Barrier, Batch, Message};
-use super::metrics::NodeMetrics;
+use super::metrics::{Meter, NodeMetrics};
 use super::{Cancelled, TaskError};
 use crate::error::{GuestError, GuestFailure};
 use crate::job::spec::Partition;
@@ -41,13 +43,15 @@ pub struct EdgeOutput {
     buffers: Vec<Batch>,
     next: usize,
     max_parallelism: u32,
+    /// Where time blocked on a full channel goes.
+    meter: Meter,
 }
 
 impl EdgeOutput {
     /// An edge to `targets` (indexed by downstream subtask).
     pub fn new(partition: Partition, targets: Vec<Sender<Message>>, max_parallelism: u32) -> Self {
         let buffers = targets.iter().map(|_| Batch::default()).collect();
-        Self { partition, output: None, targets, buffers, next: 0, max_parallelism }
+        Self { partition, output: None, targets, buffers, next: 0, max_parallelism, meter: Meter::default() }
     }
 
     /// This edge carries the side output `name` instead of the main output.
@@ -119,7 +123,22 @@ impl EdgeOutput {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.buffers[target]);
-        self.targets[target].send(Message::Batch(batch)).map_err(|_| Cancelled)
+        self.send_message(target, Message::Batch(batch))
+    }
+
+    /// Sends `message` to `target`, blocking while its channel is full —
+    /// the backpressure, and the only time it is measured.
+    fn send_message(&self, target: usize, message: Message) -> Result<(), Cancelled> {
+        match self.targets[target].try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(Cancelled),
+            Err(TrySendError::Full(message)) => {
+                let blocked = Instant::now();
+                let sent = self.targets[target].send(message).map_err(|_| Cancelled);
+                self.meter.backpressured(blocked.elapsed());
+                sent
+            }
+        }
     }
 
     fn flush(&mut self) -> Result<(), Cancelled> {
@@ -128,7 +147,7 @@ impl EdgeOutput {
 
     fn broadcast(&mut self, message: impl Fn() -> Message) -> Result<(), Cancelled> {
         self.flush()?;
-        self.targets.iter().try_for_each(|t| t.send(message()).map_err(|_| Cancelled))
+        (0..self.targets.len()).try_for_each(|t| self.send_message(t, message()))
     }
 }
 
@@ -200,13 +219,25 @@ pub struct Outputs {
     batch_size: usize,
     max_record: usize,
     metrics: Arc<NodeMetrics>,
+    meter: Meter,
 }
 
 impl Outputs {
     /// Outputs over `edges`, sending batches of `batch_size` records (or
     /// [`BATCH_BYTES`]), refusing records over `max_record` bytes.
     pub fn new(edges: Vec<EdgeOutput>, batch_size: usize, max_record: usize, metrics: Arc<NodeMetrics>) -> Self {
-        Self { edges, batch_size, max_record, metrics }
+        Self { edges, batch_size, max_record, metrics, meter: Meter::default() }
+    }
+
+    /// Measures time blocked on full channels into `meter`.
+    pub fn set_meter(&mut self, meter: &Meter) {
+        self.edges.iter_mut().for_each(|e| e.meter = meter.clone());
+        self.meter = meter.clone();
+    }
+
+    /// Where this task's waits are measured.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// The largest record this task may emit.

@@ -169,7 +169,12 @@ pub fn run_source(
             }
         }
         buf.clear();
+        let asked = Instant::now();
         let status = source.next_batch(&mut buf, batch_size)?;
+        if buf.is_empty() {
+            // Nothing to read (a quiet topic, a rate limit): the source was idle.
+            out.meter().idle(asked.elapsed());
+        }
         if let Some(extract) = &mut extract {
             extract.apply(&buf)?;
         }

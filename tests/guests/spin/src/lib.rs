@@ -6,6 +6,8 @@
 //!   (default: every attempt) — so checkpoints can be made to time out.
 //! - With `sleep_ms = N`: sleeps N ms in its first `process` call (the
 //!   host must not let it: a blocked host call escapes the deadline).
+//! - With `work_us = N`: passes records through, busy for N µs on each —
+//!   a slow operator, to make backpressure.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ struct Config {
     snapshot_ms: Option<u64>,
     attempts: Option<u32>,
     sleep_ms: Option<u64>,
+    work_us: Option<u64>,
 }
 
 #[derive(Default)]
@@ -24,6 +27,7 @@ struct Spin {
     /// `None`: spin forever in `process`.
     snapshot_delay: Option<Duration>,
     sleep: Option<Duration>,
+    work: Option<Duration>,
 }
 
 fn burn(x: u64) -> u64 {
@@ -36,6 +40,7 @@ impl Operator for Spin {
     fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
         let config: Config = ctx.config()?;
         self.sleep = config.sleep_ms.map(Duration::from_millis);
+        self.work = config.work_us.map(Duration::from_micros);
         self.snapshot_delay = config.snapshot_ms.map(|ms| {
             let slow = config.attempts.is_none_or(|n| ctx.info().attempt < n);
             Duration::from_millis(if slow { ms } else { 0 })
@@ -46,6 +51,15 @@ impl Operator for Spin {
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         if let Some(sleep) = self.sleep {
             std::thread::sleep(sleep);
+            out.emit(rec.value);
+            return Ok(());
+        }
+        if let Some(work) = self.work {
+            let started = Instant::now();
+            let mut x = rec.value.len() as u64;
+            while started.elapsed() < work {
+                x = burn(x);
+            }
             out.emit(rec.value);
             return Ok(());
         }
