@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | GET | `/v1/job` | status, attempt, graph, per-operator counts and rates, checkpoint counters |
 //! | GET | `/v1/checkpoints` | the last checkpoints and savepoints, completed or abandoned |
+//! | GET | `/` | the dashboard (a page without data, so without the token: it asks the API with it) |
 //! | GET | `/metrics` | the same numbers in Prometheus' text format (see [`JobControl::metrics`]) |
 //! | POST | `/v1/savepoints` | `{"target": DIR?}` → waits, returns `{"id", "path"}` |
 //! | POST | `/v1/stop` | `{"target": DIR?}`: stop with a savepoint → `{"id", "path"}`; the job then ends |
@@ -62,6 +63,8 @@ pub struct JobControl {
     requests: Sender<SavepointRequest>,
     /// Raised by `POST /v1/cancel`; `run` polls it.
     pub cancel: AtomicBool,
+    /// The last failure that caused a restart: when (ms since the epoch), and why.
+    last_failure: Mutex<Option<(u64, String)>>,
     /// Default savepoint target, and what relative targets resolve against.
     default_target: String,
     base_dir: PathBuf,
@@ -99,6 +102,7 @@ impl JobControl {
             checkpoints,
             requests,
             cancel: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             default_target,
             base_dir: plan.base_dir.clone(),
             savepoint_timeout,
@@ -108,6 +112,13 @@ impl JobControl {
     /// Sets the job state shown by the API.
     pub fn set_state(&self, state: &'static str) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// The job failed (and will restart) because of `cause`.
+    pub fn failed(&self, cause: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((u64::try_from(now).unwrap_or(u64::MAX), cause.to_owned()));
     }
 
     /// A new attempt started with these counters.
@@ -137,6 +148,7 @@ impl JobControl {
                 } else {
                     Shares::over(dt, now.0.saturating_sub(before.0), now.1.saturating_sub(before.1))
                 };
+                sampled.shares[n][i].watermark = time.watermark();
             }
         }
         sampled.at = Instant::now();
@@ -147,7 +159,8 @@ impl JobControl {
         let (stats, rates) = (&guard.stats, &guard.rates);
         let mut graph = self.graph.clone();
         if let Value::Array(nodes) = &mut graph {
-            for (((node, s), (rate_in, rate_out)), shares) in nodes.iter_mut().zip(stats).zip(rates).zip(&guard.shares) {
+            for (((node, s), (rate_in, rate_out)), shares) in nodes.iter_mut().zip(stats).zip(rates).zip(&guard.shares)
+            {
                 node["records_in"] = json!(s.metrics.records_in());
                 node["records_out"] = json!(s.metrics.records_out());
                 node["in_per_s"] = json!(rate_in.round());
@@ -164,6 +177,7 @@ impl JobControl {
                             "busy_ms_per_s": s.busy.round(),
                             "backpressured_ms_per_s": s.backpressured.round(),
                             "idle_ms_per_s": s.idle.round(),
+                            "watermark": s.watermark,
                         })
                     })
                     .collect();
@@ -176,6 +190,8 @@ impl JobControl {
             "attempt": self.attempt.load(Ordering::Relaxed),
             "uptime_ms": self.started.elapsed().as_millis() as u64,
             "nodes": graph,
+            "last_failure": self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                .map(|(at, why)| json!({ "at_ms": at, "cause": why })),
             "checkpoints": {
                 "completed": c.completed.load(Ordering::Relaxed),
                 "last_id": c.last_id.load(Ordering::Relaxed),
@@ -202,8 +218,18 @@ impl JobControl {
         let per_node = |f: &dyn Fn(&NodeStats) -> u64| -> Vec<(String, f64)> {
             guard.stats.iter().map(|s| (format!("job=\"{job}\",node=\"{}\"", label(&s.id)), f(s) as f64)).collect()
         };
-        family("weir_records_in_total", "counter", "Records a node received (this attempt).", per_node(&|s| s.metrics.records_in()));
-        family("weir_records_out_total", "counter", "Records a node emitted (this attempt).", per_node(&|s| s.metrics.records_out()));
+        family(
+            "weir_records_in_total",
+            "counter",
+            "Records a node received (this attempt).",
+            per_node(&|s| s.metrics.records_in()),
+        );
+        family(
+            "weir_records_out_total",
+            "counter",
+            "Records a node emitted (this attempt).",
+            per_node(&|s| s.metrics.records_out()),
+        );
         let job = job.as_str();
         let per_subtask = |f: fn(&Shares) -> f64| -> Vec<(String, f64)> {
             guard
@@ -217,17 +243,62 @@ impl JobControl {
                 })
                 .collect()
         };
-        family("weir_busy_time_ms_per_second", "gauge", "Ms per second a subtask worked (neither idle nor backpressured).", per_subtask(|s| s.busy));
-        family("weir_backpressured_time_ms_per_second", "gauge", "Ms per second a subtask waited for room downstream.", per_subtask(|s| s.backpressured));
-        family("weir_idle_time_ms_per_second", "gauge", "Ms per second a subtask waited for input.", per_subtask(|s| s.idle));
+        family(
+            "weir_busy_time_ms_per_second",
+            "gauge",
+            "Ms per second a subtask worked (neither idle nor backpressured).",
+            per_subtask(|s| s.busy),
+        );
+        family(
+            "weir_backpressured_time_ms_per_second",
+            "gauge",
+            "Ms per second a subtask waited for room downstream.",
+            per_subtask(|s| s.backpressured),
+        );
+        family(
+            "weir_idle_time_ms_per_second",
+            "gauge",
+            "Ms per second a subtask waited for input.",
+            per_subtask(|s| s.idle),
+        );
         let c = &self.checkpoints;
         let one = |v: u64| vec![(format!("job=\"{job}\""), v as f64)];
-        family("weir_checkpoints_completed_total", "counter", "Checkpoints and savepoints completed in this run.", one(c.completed.load(Ordering::Relaxed)));
-        family("weir_checkpoints_failed_total", "counter", "Checkpoints and savepoints abandoned in this run.", one(c.abandoned.load(Ordering::Relaxed)));
-        family("weir_last_checkpoint_duration_ms", "gauge", "Trigger to completion of the last completed checkpoint.", one(c.last_duration_ms.load(Ordering::Relaxed)));
-        family("weir_last_checkpoint_size_bytes", "gauge", "State size of the last completed checkpoint.", one(c.last_bytes.load(Ordering::Relaxed)));
-        family("weir_last_checkpoint_alignment_ms", "gauge", "Longest barrier alignment of the last completed checkpoint.", one(c.last_alignment_ms.load(Ordering::Relaxed)));
-        family("weir_restarts_total", "counter", "Restarts after failures in this run.", one(u64::from(self.attempt.load(Ordering::Relaxed))));
+        family(
+            "weir_checkpoints_completed_total",
+            "counter",
+            "Checkpoints and savepoints completed in this run.",
+            one(c.completed.load(Ordering::Relaxed)),
+        );
+        family(
+            "weir_checkpoints_failed_total",
+            "counter",
+            "Checkpoints and savepoints abandoned in this run.",
+            one(c.abandoned.load(Ordering::Relaxed)),
+        );
+        family(
+            "weir_last_checkpoint_duration_ms",
+            "gauge",
+            "Trigger to completion of the last completed checkpoint.",
+            one(c.last_duration_ms.load(Ordering::Relaxed)),
+        );
+        family(
+            "weir_last_checkpoint_size_bytes",
+            "gauge",
+            "State size of the last completed checkpoint.",
+            one(c.last_bytes.load(Ordering::Relaxed)),
+        );
+        family(
+            "weir_last_checkpoint_alignment_ms",
+            "gauge",
+            "Longest barrier alignment of the last completed checkpoint.",
+            one(c.last_alignment_ms.load(Ordering::Relaxed)),
+        );
+        family(
+            "weir_restarts_total",
+            "counter",
+            "Restarts after failures in this run.",
+            one(u64::from(self.attempt.load(Ordering::Relaxed))),
+        );
         family("weir_uptime_seconds", "gauge", "Seconds since the run started.", one(self.started.elapsed().as_secs()));
         out
     }
@@ -287,6 +358,8 @@ pub struct Shares {
     pub backpressured: f64,
     /// The rest: working.
     pub busy: f64,
+    /// Its event time (watermark), if it has one.
+    pub watermark: Option<i64>,
 }
 
 impl Shares {
@@ -294,7 +367,7 @@ impl Shares {
     pub fn over(dt: f64, idle_ns: u64, backpressured_ns: u64) -> Self {
         let per_s = |ns: u64| (ns as f64 / 1e6 / dt).clamp(0.0, 1000.0);
         let (idle, backpressured) = (per_s(idle_ns), per_s(backpressured_ns));
-        Self { idle, backpressured, busy: (1000.0 - idle - backpressured).max(0.0) }
+        Self { idle, backpressured, busy: (1000.0 - idle - backpressured).max(0.0), watermark: None }
     }
 }
 
@@ -330,6 +403,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/" {
+        return next.run(request).await;
+    }
     if let Some(token) = &shared.token {
         let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
         if given != Some(format!("Bearer {token}").as_str()) {
@@ -357,8 +433,13 @@ async fn savepoint_handler(shared: Arc<Shared>, body: Body, stop: bool) -> Respo
     }
 }
 
+/// The dashboard: one page, embedded; it holds no data (that comes from
+/// the API, with the token), so it is served without one.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(|| async { axum::response::Html(DASHBOARD) }))
         .route("/v1/job", get(|State(s): State<Arc<Shared>>| async move { Json(s.control.status()) }))
         .route(
             "/v1/checkpoints",
@@ -394,7 +475,8 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Binds `addr` and serves the API on a background thread; returns the
-/// address actually bound (port 0 picks a free one).
+/// address actually bound (port 0 picks a free one), the token it requires
+/// and, when it made one, the token's file.
 ///
 /// # Errors
 /// [`Error::InvalidJob`] for a non-loopback address without a token;
@@ -403,7 +485,7 @@ pub fn serve(
     addr: SocketAddr,
     token: Option<String>,
     control: Arc<JobControl>,
-) -> Result<(SocketAddr, Option<TokenFile>), Error> {
+) -> Result<(SocketAddr, String, Option<TokenFile>), Error> {
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(Error::InvalidJob(format!(
             "the control API would listen on {addr}, which is not loopback: set a token with --api-token \
@@ -422,7 +504,7 @@ pub fn serve(
             (token, Some(file))
         }
     };
-    let app = router(Arc::new(Shared { control, token: Some(token) }));
+    let app = router(Arc::new(Shared { control, token: Some(token.clone()) }));
     std::thread::Builder::new()
         .name("control-api".into())
         .spawn(move || {
@@ -442,7 +524,7 @@ pub fn serve(
             });
         })
         .map_err(|e| Error::io("cannot start the control API thread", e))?;
-    Ok((bound, file))
+    Ok((bound, token, file))
 }
 
 /// Where the token of a run serving the API on `port` (without

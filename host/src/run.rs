@@ -147,8 +147,10 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     // Held until `weir run` returns: the per-run API token's file.
     let _token_file = match &options.api {
         Some(api) => match api::serve(api.addr, api.token.clone(), control.clone()) {
-            Ok((bound, file)) => {
+            Ok((bound, token, file)) => {
                 tracing::info!("control API on http://{bound}");
+                // The token rides in the fragment, which a browser never sends to a server.
+                tracing::info!("dashboard on http://{bound}/#token={token}");
                 file
             }
             Err(Error::Io { context, source }) if api.optional => {
@@ -225,6 +227,7 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             return Err(Error::GaveUp { restarts: restarts - 1, cause: Box::new(cause) });
         };
         control.set_state("restarting");
+        control.failed(&cause.to_string());
         tracing::warn!(
             "job `{}` failed: {cause}; restarting in {} (restart {restarts} of {}, [restart] strategy {})",
             plan.name,

@@ -124,3 +124,175 @@ interval = "200ms"
     assert_eq!(sample("weir_restarts_total", &[("job", "slow")]), 0.0);
     run.kill();
 }
+
+/// Headless Chromium (driven through its DevTools protocol) on a running job.
+struct Browser {
+    child: std::process::Child,
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Opens `url` in headless Chromium (installed by the setup command).
+    fn open(url: &str) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1280,1000"])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting chromium (the setup command installs it)");
+        // Chromium says where its DevTools listen in the profile directory.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let mut port = String::new();
+        wait_until("chromium's DevTools port", TIMEOUT, || {
+            port = std::fs::read_to_string(&port_file).unwrap_or_default().lines().next().unwrap_or("").to_owned();
+            !port.is_empty()
+        });
+        let devtools = format!("127.0.0.1:{port}");
+        let mut page = String::new();
+        wait_until("the page's DevTools target", TIMEOUT, || {
+            let list: Value = serde_json::from_str(&http_get(&devtools, "/json/list")).unwrap_or(Value::Null);
+            let found = list.as_array().and_then(|a| a.iter().find(|t| t["type"] == "page"));
+            page = found.and_then(|t| t["webSocketDebuggerUrl"].as_str()).unwrap_or("").to_owned();
+            !page.is_empty()
+        });
+        let stream = std::net::TcpStream::connect(&devtools).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let (socket, _) = tungstenite::client(page.as_str(), stream).expect("DevTools WebSocket");
+        Self { child, socket, next_id: 0, _profile: profile }
+    }
+
+    /// Evaluates `expression` in the page; its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let call = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "returnByValue": true },
+        });
+        self.socket.send(tungstenite::Message::text(call.to_string())).unwrap();
+        loop {
+            let message = self.socket.read().expect("a DevTools answer");
+            let Ok(text) = message.to_text() else { continue };
+            let answer: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            if answer["id"] == id {
+                return answer["result"]["result"]["value"].clone();
+            }
+        }
+    }
+}
+
+/// `GET path` from `addr` without a token (Chromium's DevTools, which
+/// keeps connections open: read up to the `Content-Length`).
+fn http_get(addr: &str, path: &str) -> String {
+    let Ok(mut raw) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = raw.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = raw.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                return body.to_owned();
+            }
+        }
+        match raw.read(&mut chunk) {
+            Ok(0) | Err(_) => return text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default(),
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The dashboard in a real browser: every node of the job is in the graph,
+/// rates become non-zero, a completed checkpoint shows in the history, and
+/// clicking "Savepoint" takes one. A screenshot is left at
+/// `target/dashboard.png`.
+#[test]
+fn the_dashboard_shows_the_job_and_takes_a_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let job = r#"
+[job]
+name = "dash"
+
+[sources.gen]
+kind = "generator"
+format = "events"
+rate = 20000
+watermark = { max_out_of_orderness = "1s" }
+
+[operators.win]
+builtin = "window"
+input = "gen"
+partition = "key"
+parallelism = 2
+config = { kind = "tumbling", size = "1s" }
+
+[sinks.out]
+kind = "discard"
+input = "win"
+
+[checkpoint]
+interval = "300ms"
+"#;
+    write(dir, "job.toml", job);
+    let (mut run, addr) = start(dir);
+    let log = std::fs::read_to_string(dir.join("run.stderr")).unwrap();
+    let url = format!("http://{addr}/#token={TOKEN}");
+    assert!(log.contains(&format!("dashboard on {url}")), "{log}");
+    // The page itself needs no token (it holds no data); the data does.
+    assert!(http_get(&addr, "/").contains("<title>weir</title>"));
+    assert!(http_get(&addr, "/v1/job").contains("missing or wrong token"));
+
+    let mut browser = Browser::open(&url);
+    let nodes = "[...document.querySelectorAll('#graph .node')].map(n => n.dataset.id).sort().join(',')";
+    wait_until("every node in the graph", TIMEOUT, || browser.eval(nodes) == "gen,out,win");
+    let rates = "[...document.querySelectorAll('#graph .rate-out')].some(e => e.textContent !== '0')";
+    wait_until("non-zero rates", TIMEOUT, || browser.eval(rates) == true);
+    let completed = "[...document.querySelectorAll('#checkpoints td')].some(td => td.textContent === 'completed')";
+    wait_until("a completed checkpoint in the history", TIMEOUT, || browser.eval(completed) == true);
+    assert!(!run.exited(), "weir exited");
+
+    browser.eval("document.getElementById('savepoint').click()");
+    let savepoints = || -> usize {
+        let history: Value = serde_json::from_str(&get(&addr, "/v1/checkpoints")).unwrap();
+        history["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "savepoint" && c["status"] == "completed")
+            .count()
+    };
+    wait_until("the savepoint the button asked for", TIMEOUT, || savepoints() == 1);
+    let said = "document.getElementById('message').textContent";
+    wait_until("the page to say where it is", TIMEOUT, || {
+        browser.eval(said).as_str().is_some_and(|m| m.starts_with("savepoint: savepoint "))
+    });
+
+    let shot = weir_tests::target_dir().join("dashboard.png");
+    let screenshot = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"])
+        .args(["--virtual-time-budget=3000", &format!("--screenshot={}", shot.display()), &url])
+        .output()
+        .expect("chromium for a screenshot");
+    assert!(screenshot.status.success() && shot.is_file(), "{screenshot:?}");
+    run.kill();
+}

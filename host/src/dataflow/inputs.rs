@@ -99,7 +99,16 @@ impl Inputs {
     pub fn new(channels: Vec<Receiver<Message>>, control: Receiver<Control>) -> Self {
         let state = vec![State::Open; channels.len()];
         let valve = Valve::new(channels.len());
-        Self { channels, state, control: Some(control), aligning: None, valve, tick: None, pending: None, meter: Meter::default() }
+        Self {
+            channels,
+            state,
+            control: Some(control),
+            aligning: None,
+            valve,
+            tick: None,
+            pending: None,
+            meter: Meter::default(),
+        }
     }
 
     /// Measures time blocked waiting for input into `meter`.

@@ -66,12 +66,21 @@ pub struct TaskTime {
     backpressured_ns: AtomicU64,
     /// Its thread has ended: no time is spent any more.
     ended: std::sync::atomic::AtomicBool,
+    /// Its event time (`i64::MIN`: none yet; the default 0 is read as none too
+    /// until the first is set).
+    watermark: std::sync::atomic::AtomicI64,
+    has_watermark: std::sync::atomic::AtomicBool,
 }
 
 impl TaskTime {
     /// Its thread has ended.
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Its event time, once it has one.
+    pub fn watermark(&self) -> Option<i64> {
+        self.has_watermark.load(Ordering::Relaxed).then(|| self.watermark.load(Ordering::Relaxed))
     }
 
     /// Nanoseconds idle so far.
@@ -109,6 +118,14 @@ impl Meter {
     pub fn backpressured(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.cells.iter().for_each(|c| _ = c.backpressured_ns.fetch_add(ns, Ordering::Relaxed));
+    }
+
+    /// The task's event time moved to `watermark`.
+    pub fn watermark(&self, watermark: i64) {
+        for c in &self.cells {
+            c.watermark.store(watermark, Ordering::Relaxed);
+            c.has_watermark.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The thread ended.

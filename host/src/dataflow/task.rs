@@ -82,6 +82,9 @@ pub struct SourceTime {
 
 impl SourceTime {
     fn send(advance: Option<Advance>, out: &mut Outputs) -> Result<(), TaskError> {
+        if let Some(Advance::To(w) | Advance::ToThenIdle(w)) = advance {
+            out.meter().watermark(w);
+        }
         match advance {
             Some(Advance::To(w)) => out.watermark(w)?,
             Some(Advance::Idle) => out.idle()?,
@@ -377,6 +380,7 @@ impl Chain {
                     self.push(0, batch.bytes, batch.records)?;
                 }
                 Next::Watermark(watermark) => {
+                    self.out.meter().watermark(watermark);
                     self.fire("on-watermark", |g| g.on_watermark(watermark))?;
                     if self.sink().is_none() {
                         self.out.watermark(watermark)?;
