@@ -43,6 +43,9 @@ use crate::checkpoint::storage::Storage;
 use crate::dataflow::NodeStats;
 use crate::job::JobPlan;
 
+/// How many throughput samples a run report keeps (about an hour's).
+pub const THROUGHPUT_SAMPLES: usize = 3600;
+
 /// The address clients use when not told otherwise (Flink's REST port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
 
@@ -65,6 +68,8 @@ pub struct JobControl {
     pub cancel: AtomicBool,
     /// The last failure that caused a restart: when (ms since the epoch), and why.
     last_failure: Mutex<Option<(u64, String)>>,
+    /// Records/s out of the sources at each sample, oldest first (at most [`THROUGHPUT_SAMPLES`]).
+    throughput: Mutex<std::collections::VecDeque<f64>>,
     /// Default savepoint target, and what relative targets resolve against.
     default_target: String,
     base_dir: PathBuf,
@@ -103,6 +108,7 @@ impl JobControl {
             requests,
             cancel: AtomicBool::new(false),
             last_failure: Mutex::new(None),
+            throughput: Mutex::default(),
             default_target,
             base_dir: plan.base_dir.clone(),
             savepoint_timeout,
@@ -152,6 +158,13 @@ impl JobControl {
             }
         }
         sampled.at = Instant::now();
+        let sources: f64 =
+            sampled.stats.iter().zip(&sampled.rates).filter(|(s, _)| s.is_source).map(|(_, r)| r.1).sum();
+        let mut throughput = self.throughput.lock().unwrap_or_else(|p| p.into_inner());
+        if throughput.len() == THROUGHPUT_SAMPLES {
+            throughput.pop_front();
+        }
+        throughput.push_back(sources.round());
     }
 
     fn status(&self) -> Value {
@@ -301,6 +314,18 @@ impl JobControl {
         );
         family("weir_uptime_seconds", "gauge", "Seconds since the run started.", one(self.started.elapsed().as_secs()));
         out
+    }
+
+    /// A one-file HTML report of the run so far: the dashboard, with the
+    /// job's last status, its checkpoint history and its throughput
+    /// samples inside instead of a live API behind it.
+    pub fn report_html(&self) -> String {
+        let history = self.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let throughput: Vec<f64> = self.throughput.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let data = json!({ "job": self.status(), "checkpoints": history, "throughput": throughput });
+        // Inside a <script>, "</" could end it: JSON allows "<\/" for it.
+        let data = data.to_string().replace("</", "<\\/");
+        DASHBOARD.replacen("<script>", &format!("<script>window.WEIR_REPORT = {data};</script>\n<script>"), 1)
     }
 
     /// Takes a savepoint (blocking): opens the target, asks the coordinator, waits.

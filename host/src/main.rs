@@ -52,6 +52,10 @@ enum Command {
         /// committing or deleting anything more.
         #[arg(long)]
         takeover: bool,
+        /// When the run ends, however it ends, write a one-file HTML report
+        /// of it here: the job graph, throughput and checkpoints.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         #[command(flatten)]
         token: Token,
     },
@@ -239,6 +243,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             no_api,
             takeover,
             token,
+            report,
         } => {
             let api = (!no_api).then(|| weir_host::run::ApiOptions {
                 addr: api.unwrap_or_else(|| weir_host::api::DEFAULT_ADDR.parse().expect("a valid address")),
@@ -254,6 +259,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 api,
                 takeover,
                 handle_signals: true,
+                report,
             };
             let summary = run_job(&job, &options)?;
             if !quiet {

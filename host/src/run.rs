@@ -3,7 +3,7 @@
 //! latest complete checkpoint and fail over in-process as `[restart]` allows.
 //! The one-call entry point for the CLI and embedders.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -40,6 +40,23 @@ pub struct RunOptions {
     pub takeover: bool,
     /// Turn SIGTERM/SIGINT into an orderly cancel (the CLI does; embedders may not want it).
     pub handle_signals: bool,
+    /// Write a one-file HTML report of the run here when it ends, however it ends.
+    pub report: Option<PathBuf>,
+}
+
+/// Writes the run report when `weir run` returns, on every path out.
+struct ReportOnExit {
+    path: PathBuf,
+    control: Arc<JobControl>,
+}
+
+impl Drop for ReportOnExit {
+    fn drop(&mut self) {
+        match std::fs::write(&self.path, self.control.report_html()) {
+            Ok(()) => tracing::info!("report of the run in {}", self.path.display()),
+            Err(e) => tracing::warn!("cannot write the run report {}: {e}", self.path.display()),
+        }
+    }
 }
 
 /// Where and how to serve the control API.
@@ -144,6 +161,7 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
     if options.handle_signals {
         crate::signals::watch(control.clone());
     }
+    let _report = options.report.clone().map(|path| ReportOnExit { path, control: control.clone() });
     // Held until `weir run` returns: the per-run API token's file.
     let _token_file = match &options.api {
         Some(api) => match api::serve(api.addr, api.token.clone(), control.clone()) {

@@ -296,3 +296,57 @@ interval = "300ms"
     assert!(screenshot.status.success() && shot.is_file(), "{screenshot:?}");
     run.kill();
 }
+
+/// `weir run --report FILE` leaves one HTML file that draws the run in a
+/// browser with no job behind it: the graph with every node, the
+/// checkpoint history, the throughput samples.
+#[test]
+fn a_run_report_draws_the_run_without_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let job = r#"
+[job]
+name = "rep"
+
+[sources.gen]
+kind = "generator"
+format = "events"
+count = 30000
+rate = 15000
+
+[operators.win]
+builtin = "window"
+input = "gen"
+partition = "key"
+parallelism = 2
+config = { kind = "tumbling", size = "1s" }
+
+[sinks.out]
+kind = "discard"
+input = "win"
+
+[checkpoint]
+interval = "200ms"
+"#;
+    write(dir, "job.toml", job);
+    weir(dir, &["run", "job.toml", "--no-api", "--report", "report.html"])
+        .expect_code(0)
+        .expect_stderr(&["report of the run in report.html"]);
+    let report = dir.join("report.html");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("window.WEIR_REPORT = {"), "no data in the report");
+    // Drawn by a real browser from the file alone.
+    let dom = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000", "--dump-dom"])
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .expect("chromium");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in ["gen", "win", "out"] {
+        assert!(dom.contains(&format!("class=\"node\" data-id=\"{id}\"")), "{id} not drawn:\n{dom}");
+    }
+    assert!(dom.contains("<td>completed</td>"), "no checkpoint in the history:\n{dom}");
+    assert!(dom.contains("<polyline"), "no throughput plot:\n{dom}");
+    assert!(dom.contains("finished"), "the job's end state is missing");
+    assert!(!dom.contains("id=\"savepoint\""), "a report has no buttons");
+}

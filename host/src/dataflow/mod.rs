@@ -130,6 +130,8 @@ pub struct NodeStats {
     pub metrics: Arc<NodeMetrics>,
     /// Each subtask's idle and backpressured time.
     pub times: Vec<Arc<TaskTime>>,
+    /// It is a source (its output is the job's intake).
+    pub is_source: bool,
 }
 
 /// What a finished job did.
@@ -288,6 +290,7 @@ pub fn start(
             parallelism: n.parallelism,
             metrics: Arc::default(),
             times: (0..n.parallelism).map(|_| Arc::default()).collect(),
+            is_source: n.kind.label() == "source",
         })
         .collect();
     let chains = plan.chains();
