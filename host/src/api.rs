@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | GET | `/v1/job` | status, attempt, graph, per-operator counts and rates, checkpoint counters |
 //! | GET | `/v1/checkpoints` | the last checkpoints and savepoints, completed or abandoned |
+//! | GET | `/v1/checkpoints/details/{id}` | one of them, with each subtask's size, alignment and sync time |
 //! | GET | `/` | the dashboard (a page without data, so without the token: it asks the API with it) |
 //! | GET | `/metrics` | the same numbers in Prometheus' text format (see [`JobControl::metrics`]) |
 //! | POST | `/v1/savepoints` | `{"target": DIR?}` → waits, returns `{"id", "path"}` |
@@ -471,6 +472,33 @@ fn router(shared: Arc<Shared>) -> Router {
             get(|State(s): State<Arc<Shared>>| async move {
                 let history = s.control.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 Json(json!({ "checkpoints": history }))
+            }),
+        )
+        .route(
+            "/v1/checkpoints/details/{id}",
+            get(|State(s): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>| async move {
+                let Ok(id) = id.parse::<u64>() else {
+                    return error(StatusCode::BAD_REQUEST, "a checkpoint id is a number");
+                };
+                let history = s.control.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(entry) = history.iter().find(|c| c.id == id) else {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("checkpoint {id} is not among the last ones of this run"),
+                    );
+                };
+                let mut details = json!(entry);
+                details["subtasks"] = entry
+                    .nodes
+                    .iter()
+                    .flat_map(|n| {
+                        n.subtasks.iter().map(move |t| {
+                            json!({ "node": n.id, "subtask": t.subtask, "bytes": t.size,
+                                    "alignment_ms": t.alignment_ms, "sync_ms": t.sync_ms })
+                        })
+                    })
+                    .collect();
+                Json(details).into_response()
             }),
         )
         .route(

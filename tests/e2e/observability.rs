@@ -122,6 +122,22 @@ interval = "200ms"
     let completed = sample("weir_checkpoints_completed_total", &[("job", "slow")]);
     assert!(completed <= after["checkpoints"]["completed"].as_f64().unwrap());
     assert_eq!(sample("weir_restarts_total", &[("job", "slow")]), 0.0);
+
+    // A checkpoint's details: every subtask of every node, with its numbers.
+    let mut id = 0;
+    wait_until("a completed checkpoint", TIMEOUT, || {
+        let job: Value = serde_json::from_str(&get(&addr, "/v1/job")).unwrap();
+        id = job["checkpoints"]["last_id"].as_u64().unwrap_or(0);
+        id > 0
+    });
+    let details: Value = serde_json::from_str(&get(&addr, &format!("/v1/checkpoints/details/{id}"))).unwrap();
+    assert_eq!(details["id"], id);
+    assert_eq!(details["status"], "completed");
+    let mut nodes: Vec<&str> =
+        details["subtasks"].as_array().unwrap().iter().map(|t| t["node"].as_str().unwrap()).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["gen", "out", "slow"], "{details}");
+    assert!(details["subtasks"].as_array().unwrap().iter().all(|t| t["sync_ms"].is_u64() && t["bytes"].is_u64()));
     run.kill();
 }
 

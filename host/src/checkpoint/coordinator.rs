@@ -137,6 +137,10 @@ pub struct HistoryEntry {
     pub max_alignment_ms: u64,
     /// Where it is (savepoints), or why it was abandoned.
     pub detail: String,
+    /// Completed ones: each node's subtasks, as in the manifest (size,
+    /// alignment, sync time); served by `/v1/checkpoints/details/{id}`.
+    #[serde(skip)]
+    pub nodes: Vec<super::manifest::NodeEntry>,
 }
 
 /// Counters for the progress display.
@@ -607,6 +611,7 @@ impl Coordinator {
             bytes: total_bytes,
             max_alignment_ms: max_alignment,
             detail: if target.savepoint { location } else { String::new() },
+            nodes: manifest.nodes.clone(),
         });
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_id.store(id, Ordering::Relaxed);
@@ -683,6 +688,7 @@ impl Coordinator {
                 bytes: 0,
                 max_alignment_ms: 0,
                 detail: why.to_owned(),
+                nodes: Vec::new(),
             });
         }
         Ok(())
