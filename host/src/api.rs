@@ -42,6 +42,7 @@ use crate::Error;
 use crate::checkpoint::coordinator::{CheckpointStats, SavepointInfo, SavepointRequest};
 use crate::checkpoint::storage::Storage;
 use crate::dataflow::NodeStats;
+use crate::dataflow::metrics::CALL_BUCKETS_US;
 use crate::job::JobPlan;
 
 /// How many throughput samples a run report keeps (about an hour's).
@@ -156,6 +157,7 @@ impl JobControl {
                     Shares::over(dt, now.0.saturating_sub(before.0), now.1.saturating_sub(before.1))
                 };
                 sampled.shares[n][i].watermark = time.watermark();
+                sampled.shares[n][i].guest_memory = time.guest_memory.load(Ordering::Relaxed);
             }
         }
         sampled.at = Instant::now();
@@ -192,6 +194,7 @@ impl JobControl {
                             "backpressured_ms_per_s": s.backpressured.round(),
                             "idle_ms_per_s": s.idle.round(),
                             "watermark": s.watermark,
+                            "guest_memory_bytes": s.guest_memory,
                         })
                     })
                     .collect();
@@ -223,7 +226,7 @@ impl JobControl {
         let guard = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         let job = label(&self.job);
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let family = |out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in samples {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
@@ -233,12 +236,14 @@ impl JobControl {
             guard.stats.iter().map(|s| (format!("job=\"{job}\",node=\"{}\"", label(&s.id)), f(s) as f64)).collect()
         };
         family(
+            &mut out,
             "weir_records_in_total",
             "counter",
             "Records a node received (this attempt).",
             per_node(&|s| s.metrics.records_in()),
         );
         family(
+            &mut out,
             "weir_records_out_total",
             "counter",
             "Records a node emitted (this attempt).",
@@ -258,62 +263,109 @@ impl JobControl {
                 .collect()
         };
         family(
+            &mut out,
             "weir_busy_time_ms_per_second",
             "gauge",
             "Ms per second a subtask worked (neither idle nor backpressured).",
             per_subtask(|s| s.busy),
         );
         family(
+            &mut out,
             "weir_backpressured_time_ms_per_second",
             "gauge",
             "Ms per second a subtask waited for room downstream.",
             per_subtask(|s| s.backpressured),
         );
         family(
+            &mut out,
             "weir_idle_time_ms_per_second",
             "gauge",
             "Ms per second a subtask waited for input.",
             per_subtask(|s| s.idle),
         );
+        let operators = || guard.stats.iter().filter(|s| s.kind == "operator");
+        let memory = operators()
+            .flat_map(|s| {
+                s.times.iter().enumerate().map(move |(i, t)| {
+                    let bytes = t.guest_memory.load(Ordering::Relaxed) as f64;
+                    (format!("job=\"{job}\",node=\"{}\",subtask=\"{i}\"", label(&s.id)), bytes)
+                })
+            })
+            .collect();
+        family(&mut out, "weir_guest_memory_bytes", "gauge", "Linear memory of a guest instance.", memory);
+        let _ = writeln!(
+            out,
+            "# HELP weir_guest_call_seconds Time of a guest's process calls (one per batch).\n# TYPE weir_guest_call_seconds histogram"
+        );
+        for s in operators() {
+            let node = format!("job=\"{job}\",node=\"{}\"", label(&s.id));
+            let mut counts = vec![0u64; CALL_BUCKETS_US.len() + 1];
+            let mut ns = 0u64;
+            for t in &s.times {
+                let (c, n) = t.calls();
+                counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+                ns = ns.saturating_add(n);
+            }
+            let mut cumulative = 0;
+            for (i, count) in counts.iter().enumerate() {
+                cumulative += count;
+                let le = CALL_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_owned(), |us| (*us as f64 / 1e6).to_string());
+                let _ = writeln!(out, "weir_guest_call_seconds_bucket{{{node},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "weir_guest_call_seconds_sum{{{node}}} {}", ns as f64 / 1e9);
+            let _ = writeln!(out, "weir_guest_call_seconds_count{{{node}}} {cumulative}");
+        }
         let c = &self.checkpoints;
         let one = |v: u64| vec![(format!("job=\"{job}\""), v as f64)];
         family(
+            &mut out,
             "weir_checkpoints_completed_total",
             "counter",
             "Checkpoints and savepoints completed in this run.",
             one(c.completed.load(Ordering::Relaxed)),
         );
         family(
+            &mut out,
             "weir_checkpoints_failed_total",
             "counter",
             "Checkpoints and savepoints abandoned in this run.",
             one(c.abandoned.load(Ordering::Relaxed)),
         );
         family(
+            &mut out,
             "weir_last_checkpoint_duration_ms",
             "gauge",
             "Trigger to completion of the last completed checkpoint.",
             one(c.last_duration_ms.load(Ordering::Relaxed)),
         );
         family(
+            &mut out,
             "weir_last_checkpoint_size_bytes",
             "gauge",
             "State size of the last completed checkpoint.",
             one(c.last_bytes.load(Ordering::Relaxed)),
         );
         family(
+            &mut out,
             "weir_last_checkpoint_alignment_ms",
             "gauge",
             "Longest barrier alignment of the last completed checkpoint.",
             one(c.last_alignment_ms.load(Ordering::Relaxed)),
         );
         family(
+            &mut out,
             "weir_restarts_total",
             "counter",
             "Restarts after failures in this run.",
             one(u64::from(self.attempt.load(Ordering::Relaxed))),
         );
-        family("weir_uptime_seconds", "gauge", "Seconds since the run started.", one(self.started.elapsed().as_secs()));
+        family(
+            &mut out,
+            "weir_uptime_seconds",
+            "gauge",
+            "Seconds since the run started.",
+            one(self.started.elapsed().as_secs()),
+        );
         out
     }
 
@@ -386,6 +438,8 @@ pub struct Shares {
     pub busy: f64,
     /// Its event time (watermark), if it has one.
     pub watermark: Option<i64>,
+    /// Bytes of linear memory of its guest (0 for sources and sinks).
+    pub guest_memory: u64,
 }
 
 impl Shares {
@@ -393,7 +447,7 @@ impl Shares {
     pub fn over(dt: f64, idle_ns: u64, backpressured_ns: u64) -> Self {
         let per_s = |ns: u64| (ns as f64 / 1e6 / dt).clamp(0.0, 1000.0);
         let (idle, backpressured) = (per_s(idle_ns), per_s(backpressured_ns));
-        Self { idle, backpressured, busy: (1000.0 - idle - backpressured).max(0.0), watermark: None }
+        Self { idle, backpressured, busy: (1000.0 - idle - backpressured).max(0.0), watermark: None, guest_memory: 0 }
     }
 }
 

@@ -122,6 +122,17 @@ interval = "200ms"
     let completed = sample("weir_checkpoints_completed_total", &[("job", "slow")]);
     assert!(completed <= after["checkpoints"]["completed"].as_f64().unwrap());
     assert_eq!(sample("weir_restarts_total", &[("job", "slow")]), 0.0);
+    // The guest's memory, and its calls by duration: each takes over 200 µs per record.
+    assert!(sample("weir_guest_memory_bytes", &[("node", "slow"), ("subtask", "0")]) >= 65_536.0);
+    let calls = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "weir_guest_call_seconds" && s.labels.get("node") == Some("slow"))
+        .unwrap_or_else(|| panic!("no call-time histogram in:\n{text}"));
+    let prometheus_parse::Value::Histogram(buckets) = &calls.value else { panic!("{:?}", calls.value) };
+    let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+    let under_100us = buckets.iter().find(|b| b.less_than == 0.0001).map_or(-1.0, |b| b.count);
+    assert!(total > 0.0 && under_100us == 0.0, "a batch of 200 µs records took under 100 µs? {buckets:?}");
 
     // A checkpoint's details: every subtask of every node, with its numbers.
     let mut id = 0;

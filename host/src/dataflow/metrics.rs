@@ -70,12 +70,34 @@ pub struct TaskTime {
     /// until the first is set).
     watermark: std::sync::atomic::AtomicI64,
     has_watermark: std::sync::atomic::AtomicBool,
+    /// Bytes of linear memory of its guest (operators).
+    pub guest_memory: Arc<AtomicU64>,
+    /// Its guest's `process` calls by duration: counts per bucket of
+    /// [`CALL_BUCKETS_US`] (the last: longer), and their total ns.
+    calls: [AtomicU64; CALL_BUCKETS_US.len() + 1],
+    call_ns: AtomicU64,
 }
+
+/// Upper bounds (µs) of the guest call-time histogram's buckets.
+pub const CALL_BUCKETS_US: [u64; 9] = [100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000];
 
 impl TaskTime {
     /// Its thread has ended.
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// A guest call took `d`.
+    pub fn call(&self, d: Duration) {
+        let us = d.as_micros();
+        let bucket = CALL_BUCKETS_US.iter().position(|&b| us <= u128::from(b)).unwrap_or(CALL_BUCKETS_US.len());
+        self.calls[bucket].fetch_add(1, Ordering::Relaxed);
+        self.call_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Guest calls per bucket of [`CALL_BUCKETS_US`] (not cumulative), and their total ns.
+    pub fn calls(&self) -> (Vec<u64>, u64) {
+        (self.calls.iter().map(|c| c.load(Ordering::Relaxed)).collect(), self.call_ns.load(Ordering::Relaxed))
     }
 
     /// Its event time, once it has one.
@@ -126,6 +148,11 @@ impl Meter {
             c.watermark.store(watermark, Ordering::Relaxed);
             c.has_watermark.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The cell of the `i`-th node of the chain (its own numbers: guest memory, calls).
+    pub fn cell(&self, i: usize) -> Option<&Arc<TaskTime>> {
+        self.cells.get(i)
     }
 
     /// The thread ended.

@@ -132,6 +132,8 @@ pub struct NodeStats {
     pub times: Vec<Arc<TaskTime>>,
     /// It is a source (its output is the job's intake).
     pub is_source: bool,
+    /// `source`, `operator` or `sink`.
+    pub kind: &'static str,
 }
 
 /// What a finished job did.
@@ -291,6 +293,7 @@ pub fn start(
             metrics: Arc::default(),
             times: (0..n.parallelism).map(|_| Arc::default()).collect(),
             is_source: n.kind.label() == "source",
+            kind: n.kind.label(),
         })
         .collect();
     let chains = plan.chains();

@@ -331,7 +331,11 @@ impl Chain {
                         // downstream's state already. Running `finish` again would repeat it.
                         None
                     } else {
-                        let mut guest = module.instantiate(info.subtask)?;
+                        let at = self.stages.len();
+                        let mut guest = match self.out.meter().cell(at) {
+                            Some(cell) => module.instantiate_metered(info.subtask, cell.guest_memory.clone())?,
+                            None => module.instantiate(info.subtask)?,
+                        };
                         guest.interrupt_on(stop.clone());
                         guest.set_now(self.clock.now_ms());
                         guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
@@ -430,7 +434,12 @@ impl Chain {
             let produced = match &mut stage.work {
                 Work::Sink(sink) => return Ok(sink.write(&bytes)?),
                 Work::Operator { guest, .. } => {
-                    guest.as_mut().expect("running operators have a guest").process(&bytes)?
+                    let started = Instant::now();
+                    let produced = guest.as_mut().expect("running operators have a guest").process(&bytes)?;
+                    if let Some(cell) = self.out.meter().cell(at) {
+                        cell.call(started.elapsed());
+                    }
+                    produced
                 }
             };
             if at == last {

@@ -90,7 +90,11 @@ pub struct GuestInstance {
 }
 
 impl GuestInstance {
-    pub(crate) fn new(module: &OperatorModule, subtask: u32) -> Result<Self, Error> {
+    pub(crate) fn new(
+        module: &OperatorModule,
+        subtask: u32,
+        memory_gauge: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Result<Self, Error> {
         let stderr = GuestOutput::new(module.operator.clone(), subtask, "stderr");
         // No preopened directories, environment, arguments or sockets; stdout
         // and stderr go to the host log.
@@ -104,7 +108,7 @@ impl GuestInstance {
         let state = StoreData {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(module.limits.memory),
+            limiter: MemoryLimiter::new(module.limits.memory).with_gauge(memory_gauge),
             stderr,
             operator: module.operator.clone(),
             subtask,

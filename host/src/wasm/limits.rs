@@ -40,16 +40,30 @@ pub(crate) struct MemoryLimiter {
     limit: u64,
     /// Set when a growth was refused; read when classifying a trap.
     pub(crate) exceeded: bool,
+    /// Bytes of linear memory the instance has, all its memories together,
+    /// for the metrics (growth is the only change: memories never shrink).
+    pub(crate) gauge: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Self { limit, exceeded: false }
+        Self { limit, exceeded: false, gauge: None }
+    }
+
+    /// Also adds the memory's growth to `gauge`.
+    pub(crate) fn with_gauge(mut self, gauge: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>) -> Self {
+        self.gauge = gauge;
+        self
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if let Some(gauge) = &self.gauge
+            && desired as u64 <= self.limit
+        {
+            gauge.fetch_add(desired.saturating_sub(current) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if desired as u64 > self.limit {
             self.exceeded = true;
             // An error (rather than `Ok(false)`) traps right at `memory.grow`,

@@ -119,7 +119,20 @@ impl OperatorModule {
     /// # Errors
     /// When instantiation traps (e.g. the guest's start-up code fails).
     pub fn instantiate(&self, subtask: u32) -> Result<GuestInstance, Error> {
-        GuestInstance::new(self, subtask)
+        GuestInstance::new(self, subtask, None)
+    }
+
+    /// As [`instantiate`](Self::instantiate), adding the bytes of linear
+    /// memory the instance takes (and grows to) to `memory_gauge`.
+    ///
+    /// # Errors
+    /// When instantiation traps.
+    pub fn instantiate_metered(
+        &self,
+        subtask: u32,
+        memory_gauge: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<GuestInstance, Error> {
+        GuestInstance::new(self, subtask, Some(memory_gauge))
     }
 
     /// The operator's self-description.
