@@ -376,8 +376,9 @@ impl JobControl {
         let history = self.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let throughput: Vec<f64> = self.throughput.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
         let data = json!({ "job": self.status(), "checkpoints": history, "throughput": throughput });
-        // Inside a <script>, "</" could end it: JSON allows "<\/" for it.
-        let data = data.to_string().replace("</", "<\\/");
+        // Inside a <script>, "</script" or "<!--" in a string (a node id)
+        // would change how the page parses: no "<" at all, JSON escapes it.
+        let data = data.to_string().replace('<', "\\u003c");
         DASHBOARD.replacen("<script>", &format!("<script>window.WEIR_REPORT = {data};</script>\n<script>"), 1)
     }
 
@@ -487,8 +488,11 @@ async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         return next.run(request).await;
     }
     if let Some(token) = &shared.token {
+        // The scheme is case-insensitive (RFC 7235); the token is not.
         let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
-        if given != Some(format!("Bearer {token}").as_str()) {
+        let presented =
+            given.and_then(|v| v.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+        if presented.map(|(_, t)| t) != Some(token.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong token: send `Authorization: Bearer TOKEN`");
         }
     }
@@ -531,8 +535,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/v1/checkpoints/details/{id}",
             get(|State(s): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>| async move {
-                let Ok(id) = id.parse::<u64>() else {
-                    return error(StatusCode::BAD_REQUEST, "a checkpoint id is a number");
+                let Some(id) = id.parse::<u64>().ok().filter(|_| id.bytes().all(|b| b.is_ascii_digit())) else {
+                    return error(StatusCode::BAD_REQUEST, "a checkpoint id is a whole number (0 to 2^64 - 1)");
                 };
                 let history = s.control.checkpoints.history.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(entry) = history.iter().find(|c| c.id == id) else {

@@ -52,8 +52,9 @@ enum Command {
         /// committing or deleting anything more.
         #[arg(long)]
         takeover: bool,
-        /// When the run ends, however it ends, write a one-file HTML report
-        /// of it here: the job graph, throughput and checkpoints.
+        /// When the run ends, however it ends once the job file is accepted,
+        /// write a one-file HTML report of it here: the job graph,
+        /// throughput and checkpoints, and why it failed if it did.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
         #[command(flatten)]

@@ -228,6 +228,7 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
             }
             Err((e, _)) if !e.is_retryable() => {
                 control.set_state(if matches!(e, Error::Cancelled) { "cancelled" } else { "failed" });
+                control.failed(&e.to_string());
                 return Err(e);
             }
             Err((e, failed_at)) => {
@@ -239,6 +240,7 @@ pub fn run_job(path: &Path, options: &RunOptions) -> Result<RunSummary, Error> {
         restarts += 1;
         let Some(delay) = restart::delay_before(&plan.restart, restarts) else {
             control.set_state("failed");
+            control.failed(&cause.to_string());
             if restarts == 1 {
                 return Err(cause);
             }

@@ -325,8 +325,10 @@ interval = "300ms"
 }
 
 /// `weir run --report FILE` leaves one HTML file that draws the run in a
-/// browser with no job behind it: the graph with every node, the
-/// checkpoint history, the throughput samples.
+/// browser with no job behind it: the graph with every node (one named to
+/// break out of a `<script>` if the data were pasted in raw), the
+/// checkpoint history, the throughput samples. A run that fails leaves one
+/// that says why.
 #[test]
 fn a_run_report_draws_the_run_without_the_job() {
     let dir = tempfile::tempdir().unwrap();
@@ -335,7 +337,7 @@ fn a_run_report_draws_the_run_without_the_job() {
 [job]
 name = "rep"
 
-[sources.gen]
+[sources."gen<!--<script>"]
 kind = "generator"
 format = "events"
 count = 30000
@@ -343,7 +345,7 @@ rate = 15000
 
 [operators.win]
 builtin = "window"
-input = "gen"
+input = "gen<!--<script>"
 partition = "key"
 parallelism = 2
 config = { kind = "tumbling", size = "1s" }
@@ -362,18 +364,31 @@ interval = "200ms"
     let report = dir.join("report.html");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("window.WEIR_REPORT = {"), "no data in the report");
-    // Drawn by a real browser from the file alone.
-    let dom = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000", "--dump-dom"])
-        .arg(format!("file://{}", report.display()))
-        .output()
-        .expect("chromium");
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ["gen", "win", "out"] {
-        assert!(dom.contains(&format!("class=\"node\" data-id=\"{id}\"")), "{id} not drawn:\n{dom}");
+    let dom = dump_dom(&report);
+    for id in ["gen&lt;!--&lt;script&gt;", "win", "out"] {
+        assert!(dom.contains(&format!("<g class=\"node\" data-id=\"{id}\">")), "{id} not drawn:\n{dom}");
     }
     assert!(dom.contains("<td>completed</td>"), "no checkpoint in the history:\n{dom}");
     assert!(dom.contains("<polyline"), "no throughput plot:\n{dom}");
     assert!(dom.contains("finished"), "the job's end state is missing");
     assert!(!dom.contains("id=\"savepoint\""), "a report has no buttons");
+
+    // A run that fails: the report says why.
+    let failing = "[sources.lines]\nkind = \"generator\"\ncount = 10\n\
+                   [sinks.out]\nkind = \"file\"\npath = \"/proc/no-such-dir\"\ninput = \"lines\"\n";
+    write(dir, "fails.toml", failing);
+    let run = weir(dir, &["run", "fails.toml", "--no-api", "--report", "fails.html"]);
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    let dom = dump_dom(&dir.join("fails.html"));
+    assert!(dom.contains("last failure") && dom.contains("/proc/no-such-dir"), "{dom}");
+}
+
+/// The DOM of `file` once headless Chromium has run its scripts.
+fn dump_dom(file: &Path) -> String {
+    let dom = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000", "--dump-dom"])
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .expect("chromium");
+    String::from_utf8_lossy(&dom.stdout).into_owned()
 }
