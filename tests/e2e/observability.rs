@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 use weir_tests::wait_until;
 
+use crate::savepoints::api_address;
 use crate::{Background, TIMEOUT, wasm, weir, write};
 
 const TOKEN: &str = "observability-test-token";
@@ -31,16 +32,7 @@ fn node<'a>(job: &'a Value, id: &str) -> &'a Value {
 fn start(dir: &Path) -> (Background, String) {
     let mut run =
         Background::start(dir, "run", &["run", "job.toml", "--api", "127.0.0.1:0", "--api-token", TOKEN], &[]);
-    let log = dir.join("run.stderr");
-    let mut addr = String::new();
-    wait_until("the control API", TIMEOUT, || {
-        assert!(!run.exited(), "weir exited: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(at) = text.find("control API on http://") {
-            addr = text[at + "control API on http://".len()..].split_whitespace().next().unwrap_or("").to_owned();
-        }
-        !addr.is_empty()
-    });
+    let addr = api_address(dir, "run", &mut run, "control API on http://");
     (run, addr)
 }
 

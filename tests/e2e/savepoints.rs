@@ -61,7 +61,7 @@ pub fn start_with_api(dir: &Path, name: &str, job: &str, extra: &[&str]) -> (Bac
 }
 
 /// Waits until run `name`'s log has a line with `prefix`; returns the word after it.
-fn api_address(dir: &Path, name: &str, run: &mut Background, prefix: &str) -> String {
+pub fn api_address(dir: &Path, name: &str, run: &mut Background, prefix: &str) -> String {
     let log = dir.join(format!("{name}.stderr"));
     let mut found = String::new();
     wait_until("the control API", TIMEOUT, || {

@@ -141,18 +141,22 @@ mod tests {
 
     use super::*;
 
-    fn started(config: &str) -> Result<Runtime<Window>, String> {
-        let info = InstanceInfo {
+    /// The only subtask of the operator, in attempt `attempt`.
+    fn info(attempt: u32) -> InstanceInfo {
+        InstanceInfo {
             operator_id: "window".into(),
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
             key_group_start: 0,
             key_group_end: 128,
-            attempt: 0,
-        };
+            attempt,
+        }
+    }
+
+    fn started(config: &str) -> Result<Runtime<Window>, String> {
         let mut rt = Runtime::default();
-        rt.init(info, config.into(), None)?;
+        rt.init(info(0), config.into(), None)?;
         Ok(rt)
     }
 
@@ -251,16 +255,7 @@ mod tests {
         first.process(&batch(&[("k", Some(7), "")])).unwrap();
         let state = first.snapshot(1).unwrap();
         let mut second = Runtime::<Window>::default();
-        let info = InstanceInfo {
-            operator_id: "window".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            key_group_start: 0,
-            key_group_end: 128,
-            attempt: 1,
-        };
-        second.init(info, config.into(), Some(state)).unwrap();
+        second.init(info(1), config.into(), Some(state)).unwrap();
         assert_eq!(
             shown(&second.on_watermark(100).unwrap()),
             [r#"{"key":"k","start":0,"end":10,"value":1}@9"#, r#"{"key":"k","start":5,"end":15,"value":1}@14"#]
