@@ -5,6 +5,8 @@ pub mod frame;
 pub mod keygroup;
 
 #[cfg(feature = "guest")]
+mod combine;
+#[cfg(feature = "guest")]
 mod operator;
 #[cfg(feature = "guest")]
 #[doc(hidden)]
@@ -18,6 +20,8 @@ mod value;
 #[cfg(feature = "guest")]
 pub mod window;
 
+#[cfg(feature = "guest")]
+pub use combine::Combine;
 #[cfg(feature = "guest")]
 pub use operator::{Context, Emitter, InstanceInfo, Operator, Record};
 #[cfg(feature = "guest")]
@@ -148,18 +152,26 @@ pub mod log {
 }
 
 /// Exports `$op` (a type implementing [`Operator`]) as this component's operator.
+/// `export!(Op, combine)` also lets the job pre-aggregate it
+/// (`pre_aggregate = true`); `Op` must implement [`Combine`].
 ///
 /// Use it once per crate, at the crate root.
 #[cfg(feature = "guest")]
 #[macro_export]
 macro_rules! export {
     ($op:ty) => {
+        $crate::export!(@with $op, ::core::default::Default::default());
+    };
+    ($op:ty, combine) => {
+        $crate::export!(@with $op, $crate::runtime::Runtime::<$op>::combining());
+    };
+    (@with $op:ty, $runtime:expr) => {
         #[doc(hidden)]
         struct __WeirExport;
 
         ::std::thread_local! {
             static __WEIR_RUNTIME: ::core::cell::RefCell<$crate::runtime::Runtime<$op>> =
-                ::core::cell::RefCell::new(::core::default::Default::default());
+                ::core::cell::RefCell::new($runtime);
         }
 
         impl $crate::bindings::Guest for __WeirExport {

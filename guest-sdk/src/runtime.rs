@@ -13,6 +13,7 @@
 //! [`Runtime::set_clock`]).
 
 use crate::bindings::weir::operator::types;
+use crate::combine::{Combine, Combiner, Phases, Role};
 use crate::operator::{Context, Emitter, InstanceInfo, Operator, Record, Services};
 use crate::state::{StateReader, StateWriter};
 use crate::timer::{TimeDomain, Timer};
@@ -32,11 +33,31 @@ pub struct Runtime<O> {
     out_hint: usize,
     /// Time and timers, lent to the operator's emitters.
     services: Services,
+    /// The pre-aggregation phases, for an operator exported with `combine`.
+    phases: Option<Box<dyn Phases<O>>>,
+    /// This instance's pre-aggregation role, if the job asked for one.
+    role: Option<Role>,
 }
 
 impl<O: Operator> Default for Runtime<O> {
     fn default() -> Self {
-        Self { op: None, info: InstanceInfo::default(), out: Vec::new(), out_hint: 0, services: Services::default() }
+        Self {
+            op: None,
+            info: InstanceInfo::default(),
+            out: Vec::new(),
+            out_hint: 0,
+            services: Services::default(),
+            phases: None,
+            role: None,
+        }
+    }
+}
+
+impl<O: Combine + 'static> Runtime<O> {
+    /// The runtime of an operator that can be pre-aggregated
+    /// (`weir_sdk::export!(Op, combine)`).
+    pub fn combining() -> Self {
+        Self { phases: Some(Box::new(Combiner::<O>::default())), ..Self::default() }
     }
 }
 
@@ -72,6 +93,13 @@ impl<O: Operator> Runtime<O> {
             key_groups: info.key_group_start..info.key_group_end,
             attempt: info.attempt,
         };
+        let (role, config) = Role::take(config).map_err(Error::into_message)?;
+        if role.is_some() && self.phases.is_none() {
+            return Err("this operator cannot be pre-aggregated: it does not implement weir_sdk::Combine (and export \
+                        itself with `weir_sdk::export!(Op, combine)`); remove `pre_aggregate` from its job table"
+                .to_owned());
+        }
+        self.role = role;
         let mut op = O::default();
         op.init(&Context { info: &self.info, config: &config }).map_err(Error::into_message)?;
         if let Some(state) = restored {
@@ -122,6 +150,18 @@ impl<O: Operator> Runtime<O> {
         self.out.reserve(self.out_hint + self.out_hint / 8);
         let op = self.op.as_mut().ok_or("operator called before init")?;
         self.services.start_call(None);
+        match (self.role, &mut self.phases) {
+            (Some(Role::Local), Some(phases)) => phases.local(batch, &mut self.out)?,
+            (Some(Role::Global), Some(phases)) => phases.global(op, batch, &mut self.out, &mut self.services)?,
+            _ => self.process_records(batch)?,
+        }
+        self.services.end_call().map_err(Error::into_message)?;
+        Ok(self.take_output())
+    }
+
+    /// `process` over every record of `batch`, into the output.
+    fn process_records(&mut self, batch: &[u8]) -> Result<(), String> {
+        let op = self.op.as_mut().ok_or("operator called before init")?;
         for rec in frame::read(batch) {
             let rec = rec.map_err(|e| e.to_string())?;
             let value = O::In::decode(rec.value)
@@ -130,13 +170,31 @@ impl<O: Operator> Runtime<O> {
             op.process(Record { key: rec.key, timestamp: rec.timestamp, value }, &mut out)
                 .map_err(Error::into_message)?;
         }
-        self.services.end_call().map_err(Error::into_message)?;
+        Ok(())
+    }
+
+    /// Whether this is the local phase of a pre-aggregated operator: it
+    /// only combines records, and sends its partials on whenever time
+    /// passes (a watermark, a tick) or the input ends; it is never asked
+    /// for state while it holds any.
+    fn local(&self) -> bool {
+        self.role == Some(Role::Local)
+    }
+
+    /// The local phase's partials, framed.
+    fn flush(&mut self) -> Result<Vec<u8>, String> {
+        if let Some(phases) = &mut self.phases {
+            phases.flush(&mut self.out)?;
+        }
         Ok(self.take_output())
     }
 
     /// Advances event time to `watermark`: fires the event-time timers it
     /// reaches, then runs `on_watermark`; returns the framed output.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<u8>, String> {
+        if self.local() {
+            return self.flush();
+        }
         self.services.start_call(None);
         self.advance_watermark(watermark).and_then(|()| self.services.end_call()).map_err(Error::into_message)?;
         Ok(core::mem::take(&mut self.out))
@@ -145,6 +203,9 @@ impl<O: Operator> Runtime<O> {
     /// Processing time is `now`: fires the processing-time timers it
     /// reaches; returns the framed output.
     pub fn on_processing_time(&mut self, now: i64) -> Result<Vec<u8>, String> {
+        if self.local() {
+            return self.flush();
+        }
         let op = self.op.as_mut().ok_or("operator called before init")?;
         self.services.start_call(Some(now));
         fire(op, &mut self.out, &mut self.services, TimeDomain::ProcessingTime, now)
@@ -156,6 +217,9 @@ impl<O: Operator> Runtime<O> {
     /// Event time ends (unless it has), then runs `finish`; returns the
     /// framed output.
     pub fn finish(&mut self) -> Result<Vec<u8>, String> {
+        if self.local() {
+            return self.flush();
+        }
         self.services.start_call(None);
         if self.services.watermark < i64::MAX {
             self.advance_watermark(i64::MAX).map_err(Error::into_message)?;
@@ -179,6 +243,9 @@ impl<O: Operator> Runtime<O> {
 
     /// Runs `snapshot`, adds the timers, and packages the state for the host.
     pub fn snapshot(&mut self, _checkpoint_id: u64) -> Result<types::State, String> {
+        if self.local() {
+            return Ok(types::State { version: O::STATE_VERSION, operator_state: vec![Vec::new()], keyed: Vec::new() });
+        }
         let mut writer = StateWriter::new(self.info.max_parallelism);
         self.op()?.snapshot(&mut writer).map_err(Error::into_message)?;
         self.services.timers.snapshot_into(&mut writer).map_err(Error::into_message)?;

@@ -122,6 +122,11 @@ impl<V> KeyedState<V> {
         self.map.remove(&KeyRef(key))
     }
 
+    /// Removes every key, keeping the table's memory for new ones.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -11,6 +11,7 @@ mod faults;
 mod kafka;
 mod observability;
 mod operators;
+mod pre_aggregate;
 mod recovery;
 mod sandbox;
 mod savepoints;

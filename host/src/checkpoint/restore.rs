@@ -239,8 +239,13 @@ pub fn from_savepoint(
             manifest.max_parallelism, plan.max_parallelism
         )));
     }
-    let orphans: Vec<&str> =
-        manifest.nodes.iter().filter(|n| !plan.nodes.iter().any(|p| p.id == n.id)).map(|n| n.id.as_str()).collect();
+    // A pre-aggregation's local instance holds no state: it may come and go.
+    let orphans: Vec<&str> = manifest
+        .nodes
+        .iter()
+        .filter(|n| !plan.nodes.iter().any(|p| p.id == n.id) && !n.id.ends_with(crate::job::plan::LOCAL_SUFFIX))
+        .map(|n| n.id.as_str())
+        .collect();
     if !orphans.is_empty() {
         if !allow_non_restored {
             return Err(misfit(format!(

@@ -246,10 +246,40 @@ pub fn load_modules(plan: &JobPlan, engine: &crate::wasm::WasmEngine) -> Result<
     plan.nodes
         .iter()
         .map(|node| match &node.kind {
-            NodeKind::Operator { module, .. } => OperatorModule::load(engine, &node.id, module, limits).map(Some),
+            NodeKind::Operator { module, config_json } => {
+                let loaded = OperatorModule::load(engine, &node.id, module, limits)?;
+                if config_json.contains(crate::job::plan::PRE_AGGREGATE_ROLE) {
+                    can_pre_aggregate(&node.id, module, &loaded.descriptor().sdk_version)?;
+                }
+                Ok(Some(loaded))
+            }
             _ => Ok(None),
         })
         .collect()
+}
+
+/// The weir-sdk release whose runtime knows pre-aggregation roles.
+const PRE_AGGREGATE_SDK: (u32, u32) = (0, 3);
+
+/// Refuses `pre_aggregate` for an operator built with an older weir-sdk:
+/// its runtime would not see the role and would run every record through
+/// `process` twice (once upstream, once keyed), counting each twice.
+fn can_pre_aggregate(node: &str, path: &std::path::Path, sdk: &str) -> Result<(), Error> {
+    let mut parts = sdk.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version >= PRE_AGGREGATE_SDK {
+        return Ok(());
+    }
+    let operator = node.strip_suffix(crate::job::plan::LOCAL_SUFFIX).unwrap_or(node);
+    Err(Error::InvalidModule {
+        operator: operator.into(),
+        path: path.into(),
+        reason: format!(
+            "was built with weir-sdk {sdk}, which cannot pre-aggregate (weir-sdk {}.{} can); rebuild it \
+             (`weir build`), or remove pre_aggregate from [operators.{operator}]",
+            PRE_AGGREGATE_SDK.0, PRE_AGGREGATE_SDK.1
+        ),
+    })
 }
 
 /// What the checkpoint coordinator needs to know about each node of `plan`.

@@ -295,7 +295,13 @@ pub fn run_chain(
     if members.iter().any(|m| matches!(m.kind, MemberKind::Operator { .. })) {
         inputs.tick_every(PROCESSING_TIME_TICK);
     }
-    let mut chain = Chain { stages: Vec::with_capacity(members.len()), out, clock, restored_watermark: None };
+    let mut chain = Chain {
+        stages: Vec::with_capacity(members.len()),
+        out,
+        clock,
+        restored_watermark: None,
+        pre_aggregates: false,
+    };
     let result =
         chain.open(members, &stop).and_then(|()| chain.resume(&mut inputs)).and_then(|()| chain.run(&mut inputs));
     if result.is_err() {
@@ -317,7 +323,14 @@ struct Chain {
     clock: Clock,
     /// The event time the members' restored state was at.
     restored_watermark: Option<i64>,
+    /// A member is the local instance of a pre-aggregated operator: it
+    /// holds partials between batches, and sends them on when handed an
+    /// empty batch (which every other operator answers with nothing).
+    pre_aggregates: bool,
 }
+
+/// What a pre-aggregated operator's local instance finds in its config.
+const LOCAL_ROLE: &str = "\"weir.pre_aggregate\":\"local\"";
 
 impl Chain {
     /// Instantiates and restores every member, head first.
@@ -339,6 +352,7 @@ impl Chain {
                         guest.interrupt_on(stop.clone());
                         guest.set_now(self.clock.now_ms());
                         guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
+                        self.pre_aggregates |= config.contains(LOCAL_ROLE);
                         Some(guest)
                     };
                     if let Some(w) = restored.as_ref().and_then(|r| r.watermark) {
@@ -400,6 +414,11 @@ impl Chain {
                     self.fire("on-processing-time", |g| g.on_processing_time(now))?;
                 }
                 Next::Aligned { checkpoint, stop, alignment } => {
+                    if self.pre_aggregates {
+                        // Partials held upstream of the barrier go before it: the
+                        // local instance is then empty, and has no state to save.
+                        self.fire("process", |g| g.process(&[]))?;
+                    }
                     self.snapshot(checkpoint, alignment, inputs.watermark())?;
                     if self.sink().is_some() {
                         if stop {

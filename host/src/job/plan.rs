@@ -226,8 +226,9 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
     let job_name = spec.job.name.clone().unwrap_or_else(|| name.to_owned());
     let drafts = drafts(spec, &job_name, base_dir, builtins)?;
     let order = topological_order(&drafts)?;
-    let index: BTreeMap<&str, usize> = order.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
-    let mut nodes = Vec::with_capacity(order.len());
+    // Node index of each draft: a pre-aggregated operator adds a node in front of it.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut nodes: Vec<Node> = Vec::with_capacity(order.len());
     for d in &order {
         let parallelism = d.parallelism.unwrap_or(1);
         if parallelism == 0 || parallelism > max_parallelism {
@@ -238,7 +239,7 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
         }
         let mut inputs = Vec::new();
         for input in &d.inputs {
-            let (id, output) = split_input(input, |id| index.contains_key(id));
+            let (id, output) = split_input(input, |id| order.iter().any(|d| d.id == id));
             let from = index[id];
             let up: &Node = &nodes[from];
             let partition = d.partition.unwrap_or(if up.parallelism == parallelism {
@@ -261,10 +262,16 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
             }
             inputs.push(Edge { from, partition, output: output.map(str::to_owned) });
         }
+        let mut kind = d.kind.clone();
+        if d.pre_aggregate {
+            let local = pre_aggregate(d, &mut kind, &mut inputs, &nodes)?;
+            nodes.push(local);
+        }
+        index.insert(&d.id, nodes.len());
         nodes.push(Node {
             id: d.id.clone(),
             parallelism,
-            kind: d.kind.clone(),
+            kind,
             inputs,
             extract: d.extract.clone(),
             watermark: d.watermark,
@@ -314,6 +321,53 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
     })
 }
 
+/// For a pre-aggregated operator `d` (of `kind`, reading `inputs`): the
+/// local node that goes in front of its keyed edge, with the upstream's
+/// parallelism (so it chains onto the upstream operator). `kind` and
+/// `inputs` become the global instance's: it reads the local node by key.
+fn pre_aggregate(d: &Draft, kind: &mut NodeKind, inputs: &mut [Edge], nodes: &[Node]) -> Result<Node, Error> {
+    let invalid = |why: &str| {
+        Error::InvalidJob(format!(
+            "[{}.{}] pre_aggregate = true {why}: it combines records of a key before a keyed exchange; set \
+             partition = \"key\" on one input, or remove pre_aggregate",
+            d.section, d.id
+        ))
+    };
+    let NodeKind::Operator { module, config_json } = kind else {
+        return Err(invalid("is for operators"));
+    };
+    let [edge] = inputs else { return Err(invalid("needs exactly one input")) };
+    if edge.partition != Partition::Key {
+        return Err(invalid("needs a `partition = \"key\"` input"));
+    }
+    let with_role = |role: &str| {
+        let mut table: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(config_json).expect("a config is a JSON object");
+        table.insert(PRE_AGGREGATE_ROLE.into(), role.into());
+        serde_json::Value::Object(table).to_string()
+    };
+    let up = &nodes[edge.from];
+    let local = Node {
+        id: format!("{}{LOCAL_SUFFIX}", d.id),
+        parallelism: up.parallelism,
+        kind: NodeKind::Operator { module: module.clone(), config_json: with_role("local") },
+        inputs: vec![Edge { from: edge.from, partition: Partition::Forward, output: edge.output.take() }],
+        extract: None,
+        watermark: None,
+    };
+    *config_json = with_role("global");
+    edge.from = nodes.len();
+    Ok(local)
+}
+
+/// The config key that tells the two instances of a pre-aggregated operator
+/// which they are (the SDK's `weir.pre_aggregate`).
+pub const PRE_AGGREGATE_ROLE: &str = "weir.pre_aggregate";
+
+/// The id of a pre-aggregated operator's local instance is its own plus
+/// this. A `.` is never in a job file's ids, so it cannot clash with one.
+pub const LOCAL_SUFFIX: &str = ".local";
+
 /// A node before ordering.
 struct Draft {
     section: &'static str,
@@ -329,6 +383,8 @@ struct Draft {
     side_outputs: Option<Vec<&'static str>>,
     /// A built-in that keeps per-key state and must run behind `partition = "key"`.
     keyed_builtin: bool,
+    /// `pre_aggregate = true`: a local instance goes in front of its keyed edge.
+    pre_aggregate: bool,
 }
 
 fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Result<Vec<Draft>, Error> {
@@ -368,6 +424,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
         out.push(Draft {
             side_outputs,
             keyed_builtin: false,
+            pre_aggregate: false,
             section: "sources",
             id: id.clone(),
             parallelism,
@@ -399,6 +456,11 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
                 )));
             }
         };
+        if let Some(reserved) = o.config.keys().find(|k| k.starts_with("weir.")) {
+            return Err(Error::InvalidJob(format!(
+                "[operators.{id}] config key `{reserved}`: keys starting with `weir.` are Weir's own; rename it"
+            )));
+        }
         let config_json = serde_json::to_string(&o.config).expect("a TOML table is valid JSON");
         let kind = NodeKind::Operator { module, config_json };
         let inputs = o.input.ids().to_vec();
@@ -407,6 +469,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
             watermark: None,
             side_outputs: None,
             keyed_builtin: o.builtin.as_deref() == Some("window"),
+            pre_aggregate: o.pre_aggregate,
             section: "operators",
             id: id.clone(),
             parallelism: o.parallelism,
@@ -449,6 +512,7 @@ fn drafts(spec: &JobSpec, job: &str, base: &Path, builtins: &BuiltinDirs) -> Res
             watermark: None,
             side_outputs: Some(Vec::new()),
             keyed_builtin: false,
+            pre_aggregate: false,
             section: "sinks",
             id: id.clone(),
             parallelism: s.parallelism,

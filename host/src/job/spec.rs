@@ -488,6 +488,12 @@ pub struct OperatorSpec {
     /// How the input is spread over instances. Default `forward` when the
     /// upstream parallelism is equal, else `rebalance`.
     pub partition: Option<Partition>,
+    /// Local pre-aggregation before the keyed exchange (Flink's local–global
+    /// aggregation): a second instance of the operator in each upstream
+    /// subtask sends one partial per key and batch. The operator must
+    /// implement `weir_sdk::Combine`, and read a `partition = "key"` edge.
+    #[serde(default)]
+    pub pre_aggregate: bool,
     /// Handed to the operator's `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,

@@ -41,6 +41,14 @@ impl WasmEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        #[cfg(feature = "profiling")]
+        match std::env::var("WEIR_PROFILE").as_deref() {
+            // `perf report` names guest functions (/tmp/perf-PID.map).
+            Ok("perfmap") => _ = config.profiler(wasmtime::ProfilingStrategy::PerfMap),
+            // `perf record -k 1`, then `perf inject --jit`: perf annotates guest code.
+            Ok("jitdump") => _ = config.profiler(wasmtime::ProfilingStrategy::JitDump),
+            _ => {}
+        }
         let engine = Engine::new(&config).map_err(internal)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(internal)?;

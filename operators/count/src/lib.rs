@@ -2,6 +2,18 @@
 //! key's count and emits the new count as `{"key":"<key>","count":<n>}`,
 //! keyed by the same key.
 //!
+//! Config (optional): `emit = "every"` (the default) emits each update as
+//! above; `emit = "final"` emits nothing per record and one line per key,
+//! its final count, when the input ends (as a batch WordCount does). With
+//! `"final"` an unbounded job emits nothing until its input ends; the counts
+//! are still checkpointed and exactly-once.
+//!
+//! It can be pre-aggregated (`pre_aggregate = true` in its job table): each
+//! upstream subtask then counts each batch's records per key and sends one
+//! partial count per key, which this operator adds. Final counts are the
+//! same; with `emit = "every"` it emits one update per partial instead of
+//! one per record (the last update of each key is still its count).
+//!
 //! State: one `u64` per key, in the [`KeyedState`] named `counts`, so counts
 //! survive failures and follow their key groups when the operator is
 //! rescaled. State version 2 is the named one; version 1 (written before
@@ -11,17 +23,35 @@
 //! a keyless record by its value, the key it routes it by), so a count
 //! always sits in the key group its records go to.
 
-use weir_sdk::{Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
+use weir_sdk::{Combine, Context, Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    emit: Emit,
+}
+
+/// When `count` emits.
+#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Emit {
+    /// Every update, as it happens.
+    #[default]
+    Every,
+    /// Each key's count once, at the end of the input.
+    Final,
+}
 
 struct Count {
     counts: KeyedState<u64>,
+    emit: Emit,
     /// The output line being built (reused: no allocation per record).
     line: Vec<u8>,
 }
 
 impl Default for Count {
     fn default() -> Self {
-        Self { counts: KeyedState::named("counts").alias(""), line: Vec::new() }
+        Self { counts: KeyedState::named("counts").alias(""), emit: Emit::Every, line: Vec::new() }
     }
 }
 
@@ -35,27 +65,24 @@ impl Operator for Count {
     type In<'a> = &'a [u8];
     const STATE_VERSION: u32 = 2;
 
+    fn init(&mut self, ctx: &Context<'_>) -> Result<()> {
+        self.emit = ctx.config::<Config>()?.emit;
+        Ok(())
+    }
+
     fn process(&mut self, rec: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
-        let key = rec.key.unwrap_or_default();
-        let n = self.counts.get_or_default(key);
-        *n += 1;
-        let count = *n;
-        // One pass decides the hot path: printable ASCII without `"` or `\\`
-        // is valid UTF-8 that JSON takes as it is.
-        if !key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-            // Non-ASCII or needs escaping: let serde do it.
-            let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
-            out.emit(&Json(Update { key, count }));
-            return Ok(());
+        self.merge(rec.key.unwrap_or_default(), 1, out)
+    }
+
+    fn finish(&mut self, out: &mut Emitter<'_>) -> Result<()> {
+        if self.emit == Emit::Final {
+            // Taken out so `update` may borrow `self`; the input has ended.
+            let counts = core::mem::take(&mut self.counts);
+            for (key, &count) in counts.iter() {
+                self.update(key, count, out)?;
+            }
+            self.counts = counts;
         }
-        // The hot path, by hand: `{"key":"<key>","count":<n>}`.
-        self.line.clear();
-        self.line.extend_from_slice(br#"{"key":""#);
-        self.line.extend_from_slice(key);
-        self.line.extend_from_slice(br#"","count":"#);
-        self.line.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
-        self.line.push(b'}');
-        out.emit(self.line.as_slice());
         Ok(())
     }
 
@@ -68,4 +95,47 @@ impl Operator for Count {
     }
 }
 
-weir_sdk::export!(Count);
+impl Combine for Count {
+    /// The records a batch held for the key.
+    type Partial = u64;
+
+    fn combine(partial: &mut u64, _: Record<'_, &[u8]>) -> Result<()> {
+        *partial += 1;
+        Ok(())
+    }
+
+    fn merge(&mut self, key: &[u8], partial: u64, out: &mut Emitter<'_>) -> Result<()> {
+        let n = self.counts.get_or_default(key);
+        *n += partial;
+        if self.emit == Emit::Every {
+            let count = *n;
+            self.update(key, count, out)?;
+        }
+        Ok(())
+    }
+}
+
+impl Count {
+    /// Emits `{"key":"<key>","count":<count>}`, keyed by `key`.
+    fn update(&mut self, key: &[u8], count: u64, out: &mut Emitter<'_>) -> Result<()> {
+        // One pass decides the hot path: printable ASCII without `"` or `\\`
+        // is valid UTF-8 that JSON takes as it is.
+        if !key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+            // Non-ASCII or needs escaping: let serde do it.
+            let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
+            out.emit_keyed(key, &Json(Update { key, count }));
+            return Ok(());
+        }
+        // The hot path, by hand: `{"key":"<key>","count":<n>}`.
+        self.line.clear();
+        self.line.extend_from_slice(br#"{"key":""#);
+        self.line.extend_from_slice(key);
+        self.line.extend_from_slice(br#"","count":"#);
+        self.line.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+        self.line.push(b'}');
+        out.emit_keyed(key, self.line.as_slice());
+        Ok(())
+    }
+}
+
+weir_sdk::export!(Count, combine);
