@@ -94,6 +94,12 @@ fn main() {
     if wants("W7") {
         event_time::run(&mut b, &input, words);
     }
+    if wants("W8") {
+        b.distributions(&input, words);
+    }
+    if wants("W9") {
+        b.scaling(&input, words);
+    }
     let table = b.table();
     println!("\n{table}");
     let out = b.dir.join("results.md");
@@ -103,16 +109,24 @@ fn main() {
 
 /// `lines` of `per_line` words `w<rank>`, rank log-uniform over `vocabulary` (Zipf-like, s = 1).
 fn generate_words(path: &Path, words: u64, vocabulary: u64, per_line: u64) {
+    generate(path, words, per_line, |u| (vocabulary as f64).powf(u) as u64 - 1);
+}
+
+/// As [`generate_words`], with every rank equally likely.
+fn generate_uniform_words(path: &Path, words: u64, vocabulary: u64, per_line: u64) {
+    generate(path, words, per_line, |u| ((u * vocabulary as f64) as u64).min(vocabulary - 1));
+}
+
+/// `words` words `w<rank(u)>` for `u` uniform in [0, 1) (seeded xorshift), `per_line` a line.
+fn generate(path: &Path, words: u64, per_line: u64, rank: impl Fn(f64) -> u64) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("creating input"));
     let mut x: u64 = 0x1234_5678;
-    let v = vocabulary as f64;
     for i in 0..words {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-        let rank = (v.powf(u) as u64).max(1) - 1;
-        write!(out, "w{rank}").unwrap();
+        write!(out, "w{}", rank(u)).unwrap();
         out.write_all(if (i + 1) % per_line == 0 { b"\n" } else { b" " }).unwrap();
     }
     out.flush().unwrap();
@@ -200,6 +214,74 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
     (0..n).map(|_| f()).min_by_key(|(t, _)| *t).expect("at least one run")
 }
 
+/// `count` settings of the W1 variants: only final counts, pre-aggregation.
+const FINAL: &str = "config = { emit = \"final\" }";
+const PRE_AGGREGATE: &str = "pre_aggregate = true";
+
+/// WordCount over `input`: lines → tokenize ×p → keyed count ×p (plus the
+/// `count` table lines `count`) → sink ×p (`sink`: its table lines), plus
+/// `checkpoint` (a `[checkpoint]` table or "").
+fn wordcount_job(input: &Path, p: u32, count: &str, sink: &str, checkpoint: &str) -> String {
+    format!(
+        "[job]\nname = \"bench\"\n[sources.lines]\nkind = \"file\"\npath = \"{}\"\n\
+         [operators.tokenize]\nbuiltin = \"tokenize\"\ninput = \"lines\"\nparallelism = {p}\n\
+         [operators.count]\nbuiltin = \"count\"\ninput = \"tokenize\"\npartition = \"key\"\nparallelism = {p}\n{count}\n\
+         [sinks.out]\ninput = \"count\"\nparallelism = {p}\n{sink}\n{checkpoint}\n",
+        input.display()
+    )
+}
+
+/// Native WordCount on `threads` threads, as a native program would use
+/// them: each counts a contiguous share of the file (cut at line ends) in
+/// its own FxHash map, then the maps are merged. Returns (time, distinct words).
+fn native_wordcount_threads(input: &Path, threads: usize) -> (Duration, usize) {
+    let started = Instant::now();
+    let text = std::fs::read(input).unwrap();
+    let mut cuts = vec![0];
+    for t in 1..threads {
+        let at = (text.len() * t / threads).max(*cuts.last().unwrap());
+        cuts.push(text[at..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| at + i + 1));
+    }
+    cuts.push(text.len());
+    let maps: Vec<hashbrown::HashMap<&[u8], u64, rustc_hash::FxBuildHasher>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let share = &text[w[0]..w[1]];
+                scope.spawn(move || {
+                    let mut counts: hashbrown::HashMap<&[u8], u64, rustc_hash::FxBuildHasher> = Default::default();
+                    for word in share.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
+                        *counts.entry(word).or_default() += 1;
+                    }
+                    counts
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all = maps.into_iter();
+    let mut merged = all.next().unwrap_or_default();
+    for map in all {
+        for (word, n) in map {
+            *merged.entry(word).or_default() += n;
+        }
+    }
+    (started.elapsed(), merged.len())
+}
+
+/// The number of records the `count` node received, from a run report.
+fn count_records_in(report: &Path) -> u64 {
+    let html = std::fs::read_to_string(report).expect("reading the run report");
+    let at = html.find("WEIR_REPORT = ").expect("report data") + "WEIR_REPORT = ".len();
+    let data: serde_json::Value =
+        serde_json::Deserializer::from_str(&html[at..]).into_iter().next().expect("report data").expect("report JSON");
+    data["job"]["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == "count"))
+        .and_then(|n| n["records_in"].as_u64())
+        .expect("the count node's records_in")
+}
+
 fn per_sec(n: u64, t: Duration) -> f64 {
     n as f64 / t.as_secs_f64()
 }
@@ -271,46 +353,154 @@ impl Bench {
         self.run(job, &[]);
     }
 
+    /// Runs `native` and every job of `jobs` (label, path) in turn, RUNS
+    /// rounds, so drift on a shared machine hits them alike; the best time
+    /// of `native` and the best run of each job.
+    fn interleaved(
+        &self,
+        mut native: impl FnMut() -> Duration,
+        jobs: &[(String, String)],
+    ) -> (Duration, Vec<Measured>) {
+        let mut best_native = Duration::MAX;
+        let mut best: Vec<Option<Measured>> = jobs.iter().map(|_| None).collect();
+        for _ in 0..RUNS {
+            best_native = best_native.min(native());
+            for ((_, job), best) in jobs.iter().zip(&mut best) {
+                let m = self.run(Path::new(job), &[]);
+                if best.as_ref().is_none_or(|b| m.wall < b.wall) {
+                    *best = Some(m);
+                }
+            }
+        }
+        (best_native, best.into_iter().map(|b| b.expect("runs")).collect())
+    }
+
+    /// W8: WordCount with final counts at parallelism 2 over three key
+    /// distributions of the same number of words (Zipf over 100 k words,
+    /// uniform over 100 k, Zipf over 6 k: fewer, hotter keys), with and
+    /// without pre-aggregation, each against the fastest native WordCount
+    /// on the same input; and how many records crossed the keyed exchange.
+    fn distributions(&mut self, zipf: &Path, words: u64) {
+        let uniform = self.dir.join(format!("uniform-{words}.txt"));
+        if !uniform.is_file() {
+            generate_uniform_words(&uniform, words, 100_000, 8);
+        }
+        let small = self.dir.join(format!("zipf6k-{words}.txt"));
+        if !small.is_file() {
+            generate_words(&small, words, 6_000, 8);
+        }
+        for (name, input) in [("Zipf 100 k", zipf), ("uniform 100 k", uniform.as_path()), ("Zipf 6 k", &small)] {
+            let tag = name.replace(' ', "");
+            let jobs: Vec<(String, String)> = [("", ""), (PRE_AGGREGATE, ", pre-aggregated")]
+                .iter()
+                .map(|(pre, label)| {
+                    let count = format!("{FINAL}\n{pre}");
+                    let job = self.job(
+                        &format!("w8-{tag}{label}.toml"),
+                        &wordcount_job(input, 2, &count, "kind = \"discard\"", ""),
+                    );
+                    (format!("W1-final p2{label}"), job.to_string_lossy().into_owned())
+                })
+                .collect();
+            self.warm(Path::new(&jobs[0].1));
+            let (native, best) = self.interleaved(|| native_wordcount_fast(input).0, &jobs);
+            let native_rate = per_sec(words, native);
+            for ((label, job), m) in jobs.iter().zip(&best) {
+                let rate = per_sec(words, m.wall);
+                self.row(
+                    "W8",
+                    &format!("{name}: {label}, words/s"),
+                    human(rate),
+                    human(native_rate),
+                    format!("{:.2}×", rate / native_rate),
+                );
+                let report = self.dir.join("w8-report.html");
+                self.run(Path::new(job), &["--report", report.to_str().expect("UTF-8 path")]);
+                let crossed = count_records_in(&report);
+                self.row(
+                    "W8",
+                    &format!("{name}: {label}, records into count"),
+                    format!("{crossed}"),
+                    format!("{words} (words)"),
+                    format!("{:.3}×", crossed as f64 / words as f64),
+                );
+            }
+        }
+    }
+
+    /// W9: WordCount with final counts at parallelism p = 1, 2, 4, 8, 16 up
+    /// to the machine's cores, against native WordCount on p threads.
+    fn scaling(&mut self, input: &Path, words: u64) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        for p in [1usize, 2, 4, 8, 16].into_iter().filter(|&p| p <= cores.max(2)) {
+            let job = self.job(
+                &format!("w9-p{p}.toml"),
+                &wordcount_job(input, p as u32, FINAL, "kind = \"discard\"", "")
+                    .replace("kind = \"file\"\n", &format!("kind = \"file\"\nparallelism = {p}\n")),
+            );
+            self.warm(&job);
+            let jobs = [(format!("p{p}"), job.to_string_lossy().into_owned())];
+            let (native, best) = self.interleaved(|| native_wordcount_threads(input, p).0, &jobs);
+            let (rate, native_rate) = (per_sec(words, best[0].wall), per_sec(words, native));
+            self.row(
+                "W9",
+                &format!("W1-final p{p} ({cores} cores), words/s"),
+                human(rate),
+                format!("{} (native, {p} threads)", human(native_rate)),
+                format!("{:.2}×", rate / native_rate),
+            );
+        }
+    }
+
     /// W1 (and W2): WordCount end to end.
     fn wordcount(&mut self, input: &Path, words: u64, w1: bool, w2: bool) {
         let (native, distinct) = best_of(RUNS, || native_wordcount(input));
         let native_rate = per_sec(words, native);
         eprintln!("native WordCount: {words} words, {distinct} distinct, {native:.2?}");
-        let (fast, fast_distinct) = best_of(RUNS, || native_wordcount_fast(input));
+        let (fast, fast_distinct) = native_wordcount_fast(input);
         assert_eq!(fast_distinct, distinct, "the two native WordCounts disagree");
-        let fast_rate = per_sec(words, fast);
-        eprintln!("native WordCount, fastest: {fast:.2?}");
-        let job_on = |input: &Path, p: u32, sink: &str, checkpoint: &str| {
-            format!(
-                "[job]\nname = \"bench\"\n[sources.lines]\nkind = \"file\"\npath = \"{}\"\n\
-                 [operators.tokenize]\nbuiltin = \"tokenize\"\ninput = \"lines\"\nparallelism = {p}\n\
-                 [operators.count]\nbuiltin = \"count\"\ninput = \"tokenize\"\npartition = \"key\"\nparallelism = {p}\n\
-                 [sinks.out]\ninput = \"count\"\nparallelism = {p}\n{sink}\n{checkpoint}\n",
-                input.display()
-            )
-        };
-        let job = |p: u32, sink: &str, checkpoint: &str| job_on(input, p, sink, checkpoint);
+        eprintln!("native WordCount, fastest (one run): {fast:.2?}");
+        let job_on = |input: &Path, p: u32, sink: &str, checkpoint: &str| wordcount_job(input, p, "", sink, checkpoint);
         let discard = "kind = \"discard\"";
-        let j1 = self.job("w1-p1.toml", &job(1, discard, ""));
+        let j1 = self.job("w1-p1.toml", &job_on(input, 1, discard, ""));
         self.warm(&j1);
         if w1 {
-            for p in [1, 2] {
-                let j = self.job(&format!("w1-p{p}.toml"), &job(p, discard, ""));
-                let m = self.run_best(&j);
+            // Every variant and the fastest native program, interleaved, best of RUNS each.
+            let variants: Vec<(String, String)> = [
+                (1, "", "WordCount p1 → discard"),
+                (2, "", "WordCount p2 → discard"),
+                (1, FINAL, "W1-final p1 (count emits final counts only)"),
+                (2, FINAL, "W1-final p2"),
+                (2, PRE_AGGREGATE, "WordCount p2, pre-aggregated"),
+                (2, &format!("{FINAL}\n{PRE_AGGREGATE}"), "W1-final p2, pre-aggregated"),
+            ]
+            .iter()
+            .enumerate()
+            .map(|(i, (p, count, label))| {
+                let job = self.job(&format!("w1-{i}.toml"), &wordcount_job(input, *p, count, discard, ""));
+                (label.to_string(), job.to_string_lossy().into_owned())
+            })
+            .collect();
+            let (fast, best) = self.interleaved(|| native_wordcount_fast(input).0, &variants);
+            let fast_rate = per_sec(words, fast);
+            for ((label, _), m) in variants.iter().zip(&best) {
                 let rate = per_sec(words, m.wall);
                 self.row(
                     "W1",
-                    &format!("WordCount p{p} → discard, words/s"),
-                    human(rate),
-                    human(native_rate),
-                    format!("{:.2}×", rate / native_rate),
-                );
-                self.row(
-                    "W1",
-                    &format!("WordCount p{p} → discard, vs the fastest native"),
+                    &format!("{label}, words/s"),
                     human(rate),
                     format!("{} (FxHash, 1 MiB reads)", human(fast_rate)),
                     format!("{:.2}×", rate / fast_rate),
+                );
+            }
+            for (p, m) in [(1, &best[0]), (2, &best[1])] {
+                let rate = per_sec(words, m.wall);
+                self.row(
+                    "W1",
+                    &format!("WordCount p{p} → discard, vs the suite's first native"),
+                    human(rate),
+                    format!("{} (foldhash, lowercasing)", human(native_rate)),
+                    format!("{:.2}×", rate / native_rate),
                 );
                 self.row(
                     "W1",
@@ -323,7 +513,7 @@ impl Bench {
             let out = self.dir.join("w1-out");
             let _ = std::fs::remove_dir_all(&out);
             let sink = format!("kind = \"file\"\npath = \"{}\"", out.display());
-            let j = self.job("w1-file.toml", &job(2, &sink, ""));
+            let j = self.job("w1-file.toml", &job_on(input, 2, &sink, ""));
             let m = self.run_best(&j);
             let rate = per_sec(words, m.wall);
             self.row(

@@ -43,6 +43,9 @@ pub struct EdgeOutput {
     buffers: Vec<Batch>,
     next: usize,
     max_parallelism: u32,
+    /// The target of each key group, on a `key` edge: a lookup per record
+    /// instead of a division.
+    owners: Vec<u32>,
     /// Where time blocked on a full channel goes.
     meter: Meter,
 }
@@ -51,7 +54,14 @@ impl EdgeOutput {
     /// An edge to `targets` (indexed by downstream subtask).
     pub fn new(partition: Partition, targets: Vec<Sender<Message>>, max_parallelism: u32) -> Self {
         let buffers = targets.iter().map(|_| Batch::default()).collect();
-        Self { partition, output: None, targets, buffers, next: 0, max_parallelism, meter: Meter::default() }
+        let n = targets.len() as u32;
+        let owners = match partition {
+            Partition::Key => {
+                (0..max_parallelism).map(|g| keygroup::subtask_for_key_group(g, n, max_parallelism)).collect()
+            }
+            _ => Vec::new(),
+        };
+        Self { partition, output: None, targets, buffers, next: 0, max_parallelism, owners, meter: Meter::default() }
     }
 
     /// This edge carries the side output `name` instead of the main output.
@@ -70,7 +80,7 @@ impl EdgeOutput {
             Partition::Forward => Route::One(0),
             Partition::Key => {
                 let group = keygroup::key_group(key.unwrap_or(value), self.max_parallelism);
-                Route::One(keygroup::subtask_for_key_group(group, n as u32, self.max_parallelism) as usize)
+                Route::One(self.owners[group as usize] as usize)
             }
             Partition::Rebalance => {
                 self.next = (self.next + 1) % n;

@@ -19,6 +19,30 @@ impl Default for Config {
     }
 }
 
+/// A word byte that is not an uppercase letter (`CLASS`).
+const WORD: u8 = 1;
+/// An uppercase ASCII letter (`CLASS`).
+const UPPER: u8 = 2;
+
+/// Each ASCII byte's class: 0 separates words; [`WORD`] and [`UPPER`] are
+/// in them (alphanumerics and `'`, as the Unicode path's rule).
+static CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        class[b] = if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_alphanumeric() || c == b'\'' {
+            WORD
+        } else {
+            0
+        };
+        b += 1;
+    }
+    class
+};
+
 #[derive(Default)]
 struct Tokenize {
     lowercase: bool,
@@ -38,10 +62,25 @@ impl Operator for Tokenize {
 
     fn process(&mut self, line: Record<'_, &[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         if line.value.is_ascii() {
-            // The common case, byte by byte: same words as the Unicode path below.
-            let is_sep = |b: &u8| !(b.is_ascii_alphanumeric() || *b == b'\'');
-            for word in line.value.split(is_sep).filter(|w| !w.is_empty()) {
-                if self.lowercase && word.iter().any(u8::is_ascii_uppercase) {
+            // The common case, byte by byte with one table load per byte:
+            // same words as the Unicode path below.
+            let bytes = line.value;
+            let mut at = 0;
+            while at < bytes.len() {
+                while at < bytes.len() && CLASS[usize::from(bytes[at])] == 0 {
+                    at += 1;
+                }
+                let start = at;
+                let mut upper = false;
+                while at < bytes.len() && CLASS[usize::from(bytes[at])] != 0 {
+                    upper |= CLASS[usize::from(bytes[at])] == UPPER;
+                    at += 1;
+                }
+                let word = &bytes[start..at];
+                if word.is_empty() {
+                    break;
+                }
+                if self.lowercase && upper {
                     self.word.clear();
                     self.word.extend_from_slice(word);
                     self.word.make_ascii_lowercase();
@@ -78,3 +117,68 @@ impl Operator for Tokenize {
 }
 
 weir_sdk::export!(Tokenize);
+
+#[cfg(test)]
+mod tests {
+    use weir_sdk::bindings::weir::operator::types::InstanceInfo;
+    use weir_sdk::frame;
+    use weir_sdk::runtime::Runtime;
+
+    use super::*;
+
+    fn words(config: &str, line: &str) -> Vec<String> {
+        let info = InstanceInfo {
+            operator_id: "tokenize".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            key_group_start: 0,
+            key_group_end: 128,
+            attempt: 0,
+        };
+        let mut rt = Runtime::<Tokenize>::default();
+        rt.init(info, config.into(), None).unwrap();
+        let mut batch = Vec::new();
+        frame::write(&mut batch, None, None, line.as_bytes());
+        let out = rt.process(&batch).unwrap();
+        frame::read(&out)
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(r.key, Some(r.value), "each word is keyed by itself");
+                String::from_utf8(r.value.to_vec()).unwrap()
+            })
+            .collect()
+    }
+
+    /// The ASCII fast path splits and folds exactly as the Unicode rule
+    /// (alphanumerics and `'`, lowercased), on the edge cases of both.
+    #[test]
+    fn the_ascii_path_finds_the_unicode_rules_words() {
+        let lines = [
+            "",
+            " ",
+            "a",
+            "The quick, brown FOX's 2nd jump!",
+            "  lead and trail  ",
+            "x--y__z",
+            "ÄBC déf",
+            "tab\tsep\r\nend",
+            "'quoted' O'Neil",
+            "w1 w22 w333,W4444",
+        ];
+        for line in lines {
+            let expected: Vec<String> = line
+                .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            assert_eq!(words("{}", line), expected, "{line:?}");
+            let kept: Vec<String> = line
+                .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(words(r#"{"lowercase":false}"#, line), kept, "{line:?}");
+        }
+    }
+}
