@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::operator::Services;
+use crate::runtime::preview;
 use crate::state::KeyedState;
 use crate::value::Decode;
 use crate::{Emitter, Error, Operator, Record, frame};
@@ -52,7 +53,7 @@ pub(crate) const ROLE: &str = "weir.pre_aggregate";
 ///
 /// impl Combine for Sum {
 ///     type Partial = i64;
-///     fn combine(partial: &mut i64, rec: Record<'_, &str>) -> Result<()> {
+///     fn combine(&self, partial: &mut i64, rec: Record<'_, &str>) -> Result<()> {
 ///         *partial += rec.value.trim().parse::<i64>().map_err(|_| weir_sdk::Error::msg("not a number"))?;
 ///         Ok(())
 ///     }
@@ -70,15 +71,22 @@ pub trait Combine: Operator {
     /// `Default` is the aggregate of no records.
     type Partial: Default + Serialize + DeserializeOwned;
 
-    /// Local phase: folds one record into its key's partial for this batch.
+    /// Local phase: folds one record into its key's partial. `self` is
+    /// the local instance, started with the same config (so a partial may
+    /// depend on it) but never handed records or state. The record's key is
+    /// the one it is grouped and routed by (its value, if it had none), as
+    /// `process` would see it behind the keyed edge.
     ///
     /// # Errors
     /// A record it cannot aggregate; fails the job as `process` would.
-    fn combine(partial: &mut Self::Partial, record: Record<'_, Self::In<'_>>) -> Result<(), Error>;
+    fn combine(&self, partial: &mut Self::Partial, record: Record<'_, Self::In<'_>>) -> Result<(), Error>;
 
     /// Global phase: applies one upstream partial for `key` (in place of
     /// `process` for each of the records it stands for) and emits what
-    /// `process` would emit for an update.
+    /// `process` would emit for an update. The partial's timestamp (the
+    /// emitter's) is the latest of its records': a record that was late
+    /// inside an on-time partial is no longer told apart, so keep
+    /// pre-aggregation for aggregates that do not look at lateness.
     ///
     /// # Errors
     /// As `process`.
@@ -120,7 +128,7 @@ pub(crate) trait Phases<O> {
     /// Local phase: every record of `batch` folded into its key's partial;
     /// appends the partials to `out` when there are [`MAX_PARTIALS`] of
     /// them, or when `batch` is empty (the host's request to send them).
-    fn local(&mut self, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    fn local(&mut self, op: &O, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
 
     /// Appends one record per key held to `out` (its latest timestamp, the
     /// partial as JSON) and forgets them.
@@ -145,17 +153,18 @@ impl<O: Combine> Default for Combiner<O> {
 }
 
 impl<O: Combine> Phases<O> for Combiner<O> {
-    fn local(&mut self, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn local(&mut self, op: &O, batch: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         if batch.is_empty() {
             return self.flush(out);
         }
         for rec in frame::read(batch) {
             let rec = rec.map_err(|e| e.to_string())?;
-            let value = O::In::decode(rec.value).map_err(Error::into_message)?;
+            let value = O::In::decode(rec.value)
+                .map_err(|e| format!("{} (in the record {})", e.into_message(), preview(rec.key, rec.value)))?;
             // A keyless record is routed (and keyed) by its value: group it so.
             let key = rec.key.unwrap_or(rec.value);
             let (partial, latest) = self.partials.get_or_default(key);
-            O::combine(partial, Record { key: rec.key, timestamp: rec.timestamp, value })
+            op.combine(partial, Record { key: Some(key), timestamp: rec.timestamp, value })
                 .map_err(Error::into_message)?;
             *latest = (*latest).max(rec.timestamp);
         }
@@ -214,7 +223,7 @@ mod tests {
 
     impl Combine for Sum {
         type Partial = i64;
-        fn combine(partial: &mut i64, rec: Record<'_, &str>) -> Result<(), Error> {
+        fn combine(&self, partial: &mut i64, rec: Record<'_, &str>) -> Result<(), Error> {
             *partial += rec.value.parse::<i64>().map_err(|_| Error::msg("not a number"))?;
             Ok(())
         }
@@ -268,6 +277,22 @@ mod tests {
             local.process(&batch(&input)).unwrap();
             assert_eq!(shown(&flush(&mut local)).len(), 2, "watermarks, ticks and the end send the partials");
         }
+    }
+
+    /// The local phase saves nothing, so a restore hands it nothing, not
+    /// even state its operator would refuse (as `Sum` refuses any).
+    #[test]
+    fn the_local_phase_restores_nothing() {
+        use crate::bindings::weir::operator::types::{KeyGroupState, State};
+        let state = || State {
+            version: 0,
+            operator_state: vec![b"not this operator's".to_vec()],
+            keyed: vec![KeyGroupState { key_group: 0, bytes: b"\x09junk".to_vec() }],
+        };
+        let local = format!("{{\"{ROLE}\":\"local\"}}");
+        Runtime::<Sum>::combining().init(subtask(0, 1), local, Some(state())).unwrap();
+        let global = format!("{{\"{ROLE}\":\"global\"}}");
+        assert!(Runtime::<Sum>::combining().init(subtask(0, 1), global, Some(state())).is_err());
     }
 
     /// An operator exported without `combine` refuses a role instead of

@@ -102,6 +102,8 @@ impl<O: Operator> Runtime<O> {
         self.role = role;
         let mut op = O::default();
         op.init(&Context { info: &self.info, config: &config }).map_err(Error::into_message)?;
+        // The local phase saves nothing, so there is nothing to give back to it.
+        let restored = restored.filter(|_| role != Some(Role::Local));
         if let Some(state) = restored {
             if state.version > O::STATE_VERSION {
                 return Err(format!(
@@ -151,7 +153,7 @@ impl<O: Operator> Runtime<O> {
         let op = self.op.as_mut().ok_or("operator called before init")?;
         self.services.start_call(None);
         match (self.role, &mut self.phases) {
-            (Some(Role::Local), Some(phases)) => phases.local(batch, &mut self.out)?,
+            (Some(Role::Local), Some(phases)) => phases.local(op, batch, &mut self.out)?,
             (Some(Role::Global), Some(phases)) => phases.global(op, batch, &mut self.out, &mut self.services)?,
             _ => self.process_records(batch)?,
         }
@@ -264,6 +266,10 @@ impl<O: Operator> Runtime<O> {
 
     /// Runs `on_checkpoint_complete`.
     pub fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+        if self.local() {
+            // Its operator only combines: the keyed instance hears completions.
+            return Ok(());
+        }
         self.op()?.on_checkpoint_complete(checkpoint_id).map_err(Error::into_message)
     }
 }
@@ -302,7 +308,7 @@ fn all_keyed_state_read(reader: &StateReader) -> Result<(), Error> {
 
 /// A short, escaped look at a record for an error message: its key and the
 /// start of its value, so a user can find it in the input.
-fn preview(key: Option<&[u8]>, value: &[u8]) -> String {
+pub(crate) fn preview(key: Option<&[u8]>, value: &[u8]) -> String {
     const SHOWN: usize = 60;
     let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(SHOWN)]).escape_debug().to_string();
     let more = if value.len() > SHOWN { format!("… ({} bytes)", value.len()) } else { String::new() };

@@ -132,9 +132,41 @@ fn pre_aggregation_is_refused_where_it_cannot_work() {
     weir(dir, &["run", "reserved.toml"])
         .expect_code(2)
         .expect_stderr(&["config key `weir.pre_aggregate`", "Weir's own"]);
+    let suffix = base.replace("[operators.count]", "[operators.\"count.local\"]");
+    write(dir, "suffix.toml", &suffix.replace("input = \"count\"", "input = \"count.local\""));
+    weir(dir, &["run", "suffix.toml"]).expect_code(2).expect_stderr(&["count.local", "are Weir's own", "rename it"]);
     let dedup = pre_aggregated(&base).replace("builtin = \"count\"", "builtin = \"dedup\"");
     write(dir, "dedup.toml", &dedup);
     let run = weir(dir, &["run", "dedup.toml"]);
     assert_ne!(run.code, Some(0), "a dedup cannot be pre-aggregated:\n{}", run.stderr);
     run.expect_stderr(&["cannot be pre-aggregated", "weir_sdk::Combine", "remove `pre_aggregate`"]);
+}
+
+/// Switching pre-aggregation on through a savepoint leaves a restore point
+/// the local instance fits: a run killed before its first checkpoint is
+/// rerun plainly (from that restore point, not from scratch) and every count
+/// is exact.
+#[test]
+fn a_run_killed_right_after_switching_pre_aggregation_on_resumes_exactly() {
+    let (tmp, text) = with_input(30_000, 35);
+    let dir = tmp.path();
+    let job = |checkpoint: &str| {
+        wordcount_behind("", 8_000, &format!("[checkpoint]\ninterval = \"{checkpoint}\""))
+            .replace("name = \"wc\"", "name = \"sp\"")
+    };
+    write(dir, "off.toml", &job("100ms"));
+    // No checkpoint of its own before the kill: only the restore point.
+    write(dir, "on.toml", &pre_aggregated(&job("1h")));
+    let newest = || complete_checkpoints(&dir.join("checkpoints/sp")).last().copied().unwrap_or(0);
+    let (mut run, addr) = start_with_api(dir, "off", "off.toml", &[]);
+    wait_until("two checkpoints", TIMEOUT, || run.exited() || newest() >= 2);
+    let savepoint = stop_with_savepoint(dir, &addr, run);
+    let restore_point = newest() + 1;
+    let mut run = Background::start(dir, "on", &["run", "on.toml", "--from-savepoint", &savepoint], &[]);
+    wait_until("the restore point", TIMEOUT, || run.exited() || newest() >= restore_point);
+    assert!(newest() >= restore_point, "resuming with pre-aggregation switched on wrote no restore point");
+    assert!(!run.exited(), "the job ended before it could be killed");
+    run.kill();
+    weir(dir, &["run", "on.toml"]).expect_code(0).expect_stderr(&["restoring checkpoint"]);
+    assert_exact_totals(dir, &text);
 }

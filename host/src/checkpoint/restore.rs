@@ -26,6 +26,7 @@ use weir_sdk::keygroup;
 use super::manifest::{Manifest, NodeEntry, checksum};
 use super::paths::Paths;
 use super::state::{self, GuestState, KafkaPosition, KafkaSinkState, OperatorState, SourcePosition, TaskState};
+use crate::job::plan::LOCAL_SUFFIX;
 use std::time::Duration;
 
 use super::coordinator::{NodeInfo, node_entries, subtask_entry, unix_ms};
@@ -149,6 +150,22 @@ fn load_states(storage: &Storage, dir: &Path, manifest: &Manifest) -> Result<Has
     Ok(states)
 }
 
+/// The state of an operator instance that holds none: what a restore
+/// point records for a pre-aggregation's local instance new to the job.
+const EMPTY_OPERATOR: TaskState =
+    TaskState::Operator(state::OperatorState { finished: false, guest: None, watermark: None });
+
+/// Whether every saved subtask of `node` holds no state: what a
+/// pre-aggregation's local instance saves.
+fn stateless(saved: &HashMap<(String, u32), TaskState>, node: &str, parallelism: u32) -> bool {
+    (0..parallelism).all(|s| match saved.get(&(node.to_owned(), s)) {
+        Some(TaskState::Operator(op)) => {
+            op.guest.as_ref().is_none_or(|g| g.keyed.is_empty() && g.operator.iter().all(|blob| blob.is_empty()))
+        }
+        _ => false,
+    })
+}
+
 /// Writes `restored` (a savepoint fitted to `plan`) into the job's store as
 /// complete checkpoint `id`, before the job starts: from then on, failovers
 /// and plain reruns resume from it — not from a checkpoint older than the
@@ -170,7 +187,12 @@ pub fn write_restore_point(
     let mut objects = Vec::new();
     for (n, node) in plan.nodes.iter().enumerate() {
         for s in 0..node.parallelism {
-            let Some(state) = restored.state(&node.id, s) else { return Ok(false) };
+            let state = match restored.state(&node.id, s) {
+                Some(state) => state,
+                // A local instance new to the job: it has nothing to save anyway.
+                None if node.is_local_instance() => &EMPTY_OPERATOR,
+                None => return Ok(false),
+            };
             objects.push(((n, s), state::encode(state)));
         }
     }
@@ -243,7 +265,8 @@ pub fn from_savepoint(
     let orphans: Vec<&str> = manifest
         .nodes
         .iter()
-        .filter(|n| !plan.nodes.iter().any(|p| p.id == n.id) && !n.id.ends_with(crate::job::plan::LOCAL_SUFFIX))
+        .filter(|n| !plan.nodes.iter().any(|p| p.id == n.id))
+        .filter(|n| !(n.id.ends_with(LOCAL_SUFFIX) && stateless(&saved, &n.id, n.parallelism)))
         .map(|n| n.id.as_str())
         .collect();
     if !orphans.is_empty() {
@@ -492,6 +515,9 @@ fn check_graph(manifest: &Manifest, plan: &JobPlan) -> Result<(), Error> {
     }
     for node in &plan.nodes {
         let Some(saved) = manifest.nodes.iter().find(|n| n.id == node.id) else {
+            if node.is_local_instance() {
+                continue;
+            }
             return Err(mismatch(format!("it has no state for `{}`", node.id)));
         };
         if saved.parallelism != node.parallelism {
@@ -501,7 +527,10 @@ fn check_graph(manifest: &Manifest, plan: &JobPlan) -> Result<(), Error> {
             )));
         }
     }
-    if let Some(extra) = manifest.nodes.iter().find(|n| !plan.nodes.iter().any(|p| p.id == n.id)) {
+    // A stateless local instance may go (pre_aggregate switched off).
+    if let Some(extra) =
+        manifest.nodes.iter().find(|n| !plan.nodes.iter().any(|p| p.id == n.id) && !n.id.ends_with(LOCAL_SUFFIX))
+    {
         return Err(mismatch(format!("it has state for `{}`, which is not in the job", extra.id)));
     }
     Ok(())

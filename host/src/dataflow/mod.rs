@@ -248,7 +248,7 @@ pub fn load_modules(plan: &JobPlan, engine: &crate::wasm::WasmEngine) -> Result<
         .map(|node| match &node.kind {
             NodeKind::Operator { module, config_json } => {
                 let loaded = OperatorModule::load(engine, &node.id, module, limits)?;
-                if config_json.contains(crate::job::plan::PRE_AGGREGATE_ROLE) {
+                if crate::job::plan::pre_aggregate_role(config_json).is_some() {
                     can_pre_aggregate(&node.id, module, &loaded.descriptor().sdk_version)?;
                 }
                 Ok(Some(loaded))

@@ -329,9 +329,6 @@ struct Chain {
     pre_aggregates: bool,
 }
 
-/// What a pre-aggregated operator's local instance finds in its config.
-const LOCAL_ROLE: &str = "\"weir.pre_aggregate\":\"local\"";
-
 impl Chain {
     /// Instantiates and restores every member, head first.
     fn open(&mut self, members: Vec<Member>, stop: &Arc<AtomicBool>) -> Result<(), TaskError> {
@@ -352,7 +349,8 @@ impl Chain {
                         guest.interrupt_on(stop.clone());
                         guest.set_now(self.clock.now_ms());
                         guest.init(&info, &config, restored.as_ref().and_then(|r| r.guest.as_ref()))?;
-                        self.pre_aggregates |= config.contains(LOCAL_ROLE);
+                        self.pre_aggregates |=
+                            crate::job::plan::pre_aggregate_role(&config).as_deref() == Some("local");
                         Some(guest)
                     };
                     if let Some(w) = restored.as_ref().and_then(|r| r.watermark) {
@@ -405,6 +403,10 @@ impl Chain {
                     }
                 }
                 Next::Idle => {
+                    if self.pre_aggregates {
+                        // Partials go ahead of the idle marker, as their records would have.
+                        self.fire("process", |g| g.process(&[]))?;
+                    }
                     if self.sink().is_none() {
                         self.out.idle()?;
                     }

@@ -225,6 +225,13 @@ pub fn plan(spec: &JobSpec, name: &str, base_dir: &Path, builtins: &BuiltinDirs)
     }
     let job_name = spec.job.name.clone().unwrap_or_else(|| name.to_owned());
     let drafts = drafts(spec, &job_name, base_dir, builtins)?;
+    if let Some(d) = drafts.iter().find(|d| d.id.ends_with(LOCAL_SUFFIX)) {
+        return Err(invalid(format!(
+            "[{}.{}] ids ending in `{LOCAL_SUFFIX}` are Weir's own (the local instance of a pre-aggregated \
+             operator); rename it",
+            d.section, d.id
+        )));
+    }
     let order = topological_order(&drafts)?;
     // Node index of each draft: a pre-aggregated operator adds a node in front of it.
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -336,7 +343,15 @@ fn pre_aggregate(d: &Draft, kind: &mut NodeKind, inputs: &mut [Edge], nodes: &[N
     let NodeKind::Operator { module, config_json } = kind else {
         return Err(invalid("is for operators"));
     };
-    let [edge] = inputs else { return Err(invalid("needs exactly one input")) };
+    let [edge] = inputs else {
+        return Err(Error::InvalidJob(format!(
+            "[{}.{}] pre_aggregate = true needs exactly one input (it has {}); remove pre_aggregate, or merge \
+             the inputs in an operator before it",
+            d.section,
+            d.id,
+            inputs.len()
+        )));
+    };
     if edge.partition != Partition::Key {
         return Err(invalid("needs a `partition = \"key\"` input"));
     }
@@ -365,8 +380,25 @@ fn pre_aggregate(d: &Draft, kind: &mut NodeKind, inputs: &mut [Edge], nodes: &[N
 pub const PRE_AGGREGATE_ROLE: &str = "weir.pre_aggregate";
 
 /// The id of a pre-aggregated operator's local instance is its own plus
-/// this. A `.` is never in a job file's ids, so it cannot clash with one.
+/// this; a job file's ids may not end in it, so it never clashes with one
+/// and a savepoint's `*.local` node is always such an instance (stateless).
 pub const LOCAL_SUFFIX: &str = ".local";
+
+/// The pre-aggregation role (`"local"` or `"global"`) set in an operator's
+/// config JSON by [`pre_aggregate`], if any.
+pub fn pre_aggregate_role(config_json: &str) -> Option<String> {
+    let table: serde_json::Map<String, serde_json::Value> = serde_json::from_str(config_json).ok()?;
+    table.get(PRE_AGGREGATE_ROLE)?.as_str().map(str::to_owned)
+}
+
+impl Node {
+    /// Whether this is the local instance of a pre-aggregated operator: it
+    /// holds no state at any checkpoint.
+    pub fn is_local_instance(&self) -> bool {
+        matches!(&self.kind, NodeKind::Operator { config_json, .. }
+            if pre_aggregate_role(config_json).as_deref() == Some("local"))
+    }
+}
 
 /// A node before ordering.
 struct Draft {

@@ -79,7 +79,7 @@ impl Operator for Count {
             // Taken out so `update` may borrow `self`; the input has ended.
             let counts = core::mem::take(&mut self.counts);
             for (key, &count) in counts.iter() {
-                self.update(key, count, out)?;
+                self.update(key, count, Some(key), out)?;
             }
             self.counts = counts;
         }
@@ -99,7 +99,7 @@ impl Combine for Count {
     /// The records a batch held for the key.
     type Partial = u64;
 
-    fn combine(partial: &mut u64, _: Record<'_, &[u8]>) -> Result<()> {
+    fn combine(&self, partial: &mut u64, _: Record<'_, &[u8]>) -> Result<()> {
         *partial += 1;
         Ok(())
     }
@@ -109,21 +109,26 @@ impl Combine for Count {
         *n += partial;
         if self.emit == Emit::Every {
             let count = *n;
-            self.update(key, count, out)?;
+            self.update(key, count, None, out)?;
         }
         Ok(())
     }
 }
 
 impl Count {
-    /// Emits `{"key":"<key>","count":<count>}`, keyed by `key`.
-    fn update(&mut self, key: &[u8], count: u64, out: &mut Emitter<'_>) -> Result<()> {
+    /// Emits `{"key":"<key>","count":<count>}`, under the key `rekey`, or
+    /// (`None`) the record's own (none for a keyless record, as always).
+    fn update(&mut self, key: &[u8], count: u64, rekey: Option<&[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         // One pass decides the hot path: printable ASCII without `"` or `\\`
         // is valid UTF-8 that JSON takes as it is.
         if !key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
             // Non-ASCII or needs escaping: let serde do it.
             let key = core::str::from_utf8(key).map_err(|_| weir_sdk::Error::msg("count: record key is not UTF-8"))?;
-            out.emit_keyed(key, &Json(Update { key, count }));
+            let json = Json(Update { key, count });
+            match rekey {
+                Some(k) => out.emit_keyed(k, &json),
+                None => out.emit(&json),
+            }
             return Ok(());
         }
         // The hot path, by hand: `{"key":"<key>","count":<n>}`.
@@ -133,7 +138,10 @@ impl Count {
         self.line.extend_from_slice(br#"","count":"#);
         self.line.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
         self.line.push(b'}');
-        out.emit_keyed(key, self.line.as_slice());
+        match rekey {
+            Some(k) => out.emit_keyed(k, self.line.as_slice()),
+            None => out.emit(self.line.as_slice()),
+        }
         Ok(())
     }
 }
