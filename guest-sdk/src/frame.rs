@@ -106,6 +106,7 @@ pub fn end(out: &mut [u8], at: usize) {
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
+#[inline]
 fn len_u32(len: usize) -> u32 {
     // Guest memories are 32-bit, so no single field can reach 4 GiB.
     u32::try_from(len).expect("record field larger than 4 GiB")

@@ -273,8 +273,9 @@ impl PartialEq for StoredKey {
 impl Eq for StoredKey {}
 
 impl core::hash::Hash for StoredKey {
+    #[inline]
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
+        hash_key(self.as_bytes(), state);
     }
 }
 
@@ -285,9 +286,35 @@ impl core::hash::Hash for StoredKey {
 struct KeyRef<'a>(&'a [u8]);
 
 impl core::hash::Hash for KeyRef<'_> {
+    #[inline]
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
+        hash_key(self.0, state);
     }
+}
+
+/// Hashes a key as [`StoredKey`] and [`KeyRef`] both do: a key of up to 16
+/// bytes (most keys) is read as two words, by loads of fixed size that may
+/// overlap (as wyhash reads short input), and handed to the hasher with its
+/// length as one 128-bit write; a longer one is written whole. No byte
+/// loop and no out-of-line slice hashing on the record path.
+#[inline]
+fn hash_key<H: core::hash::Hasher>(key: &[u8], state: &mut H) {
+    let n = key.len();
+    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u64::from(u32::from_le_bytes(key[at..at + 4].try_into().expect("4 bytes")));
+    let (a, b) = match n {
+        0 => (0, 0),
+        1..=3 => (u64::from(key[0]) | u64::from(key[n / 2]) << 8 | u64::from(key[n - 1]) << 16, 0),
+        4..=7 => (half(0), half(n - 4)),
+        8..=16 => (word(0), word(n - 8)),
+        _ => {
+            state.write(key);
+            return;
+        }
+    };
+    // The length goes into the top byte: keys of different lengths whose
+    // overlapping words agree still differ.
+    state.write_u128(u128::from(a) | u128::from(b) << 64 ^ (n as u128) << 120);
 }
 
 impl hashbrown::Equivalent<StoredKey> for KeyRef<'_> {

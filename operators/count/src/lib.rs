@@ -23,7 +23,9 @@
 //! a keyless record by its value, the key it routes it by), so a count
 //! always sits in the key group its records go to.
 
-use weir_sdk::{Combine, Context, Emitter, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter};
+use weir_sdk::{
+    Combine, Context, Emitter, Encode, Json, KeyedState, Operator, Record, Result, StateReader, StateWriter,
+};
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -45,13 +47,11 @@ enum Emit {
 struct Count {
     counts: KeyedState<u64>,
     emit: Emit,
-    /// The output line being built (reused: no allocation per record).
-    line: Vec<u8>,
 }
 
 impl Default for Count {
     fn default() -> Self {
-        Self { counts: KeyedState::named("counts").alias(""), emit: Emit::Every, line: Vec::new() }
+        Self { counts: KeyedState::named("counts").alias(""), emit: Emit::Every }
     }
 }
 
@@ -76,12 +76,9 @@ impl Operator for Count {
 
     fn finish(&mut self, out: &mut Emitter<'_>) -> Result<()> {
         if self.emit == Emit::Final {
-            // Taken out so `update` may borrow `self`; the input has ended.
-            let counts = core::mem::take(&mut self.counts);
-            for (key, &count) in counts.iter() {
-                self.update(key, count, Some(key), out)?;
+            for (key, &count) in self.counts.iter() {
+                Self::update(key, count, Some(key), out)?;
             }
-            self.counts = counts;
         }
         Ok(())
     }
@@ -109,16 +106,33 @@ impl Combine for Count {
         *n += partial;
         if self.emit == Emit::Every {
             let count = *n;
-            self.update(key, count, None, out)?;
+            Self::update(key, count, None, out)?;
         }
         Ok(())
+    }
+}
+
+/// `{"key":"<key>","count":<count>}` for a key that JSON takes as it is,
+/// written by hand into the output frame (no line buffer to copy from).
+struct Line<'a> {
+    key: &'a [u8],
+    count: u64,
+}
+
+impl Encode for Line<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"key":""#);
+        out.extend_from_slice(self.key);
+        out.extend_from_slice(br#"","count":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(self.count).as_bytes());
+        out.push(b'}');
     }
 }
 
 impl Count {
     /// Emits `{"key":"<key>","count":<count>}`, under the key `rekey`, or
     /// (`None`) the record's own (none for a keyless record, as always).
-    fn update(&mut self, key: &[u8], count: u64, rekey: Option<&[u8]>, out: &mut Emitter<'_>) -> Result<()> {
+    fn update(key: &[u8], count: u64, rekey: Option<&[u8]>, out: &mut Emitter<'_>) -> Result<()> {
         // One pass decides the hot path: printable ASCII without `"` or `\\`
         // is valid UTF-8 that JSON takes as it is.
         if !key.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
@@ -131,16 +145,11 @@ impl Count {
             }
             return Ok(());
         }
-        // The hot path, by hand: `{"key":"<key>","count":<n>}`.
-        self.line.clear();
-        self.line.extend_from_slice(br#"{"key":""#);
-        self.line.extend_from_slice(key);
-        self.line.extend_from_slice(br#"","count":"#);
-        self.line.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
-        self.line.push(b'}');
+        // The hot path, by hand, straight into the output.
+        let line = Line { key, count };
         match rekey {
-            Some(k) => out.emit_keyed(k, self.line.as_slice()),
-            None => out.emit(self.line.as_slice()),
+            Some(k) => out.emit_keyed(k, &line),
+            None => out.emit(&line),
         }
         Ok(())
     }
