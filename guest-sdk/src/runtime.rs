@@ -318,6 +318,20 @@ pub(crate) fn preview(key: Option<&[u8]>, value: &[u8]) -> String {
     }
 }
 
+/// Where an operator's unit tests run it natively: the only subtask
+/// (`attempt` 0) of `operator_id`, over 128 key groups.
+pub fn only_subtask(operator_id: &str) -> types::InstanceInfo {
+    types::InstanceInfo {
+        operator_id: operator_id.into(),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        key_group_start: 0,
+        key_group_end: 128,
+        attempt: 0,
+    }
+}
+
 /// Driving a [`Runtime`] natively, as the host would: shared by the unit
 /// tests of the SDK's modules.
 #[cfg(test)]
@@ -447,15 +461,7 @@ mod tests {
     }
 
     fn info() -> types::InstanceInfo {
-        types::InstanceInfo {
-            operator_id: "two".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            key_group_start: 0,
-            key_group_end: 128,
-            attempt: 0,
-        }
+        only_subtask("two")
     }
 
     fn batch(keys: &[&str]) -> Vec<u8> {

@@ -296,6 +296,15 @@ impl Bench {
         self.rows.push(Row { workload: workload.into(), metric: metric.into(), weir, baseline, ratio });
     }
 
+    /// A throughput row: `n` items in `wall` against `baseline` items/s
+    /// (shown as `baseline_label`, or the rate alone when empty).
+    fn rate_row(&mut self, workload: &str, metric: &str, n: u64, wall: Duration, baseline: f64, baseline_label: &str) {
+        let rate = per_sec(n, wall);
+        let shown =
+            if baseline_label.is_empty() { human(baseline) } else { format!("{} ({baseline_label})", human(baseline)) };
+        self.row(workload, metric, human(rate), shown, format!("{:.2}×", rate / baseline));
+    }
+
     fn table(&self) -> String {
         let mut t =
             String::from("| workload | metric | weir | baseline (native, same run) | ratio |\n|---|---|---|---|---|\n");
@@ -406,14 +415,7 @@ impl Bench {
             let (native, best) = self.interleaved(|| native_wordcount_fast(input).0, &jobs);
             let native_rate = per_sec(words, native);
             for ((label, job), m) in jobs.iter().zip(&best) {
-                let rate = per_sec(words, m.wall);
-                self.row(
-                    "W8",
-                    &format!("{name}: {label}, words/s"),
-                    human(rate),
-                    human(native_rate),
-                    format!("{:.2}×", rate / native_rate),
-                );
+                self.rate_row("W8", &format!("{name}: {label}, words/s"), words, m.wall, native_rate, "");
                 let report = self.dir.join("w8-report.html");
                 self.run(Path::new(job), &["--report", report.to_str().expect("UTF-8 path")]);
                 let crossed = count_records_in(&report);
@@ -441,14 +443,9 @@ impl Bench {
             self.warm(&job);
             let jobs = [(format!("p{p}"), job.to_string_lossy().into_owned())];
             let (native, best) = self.interleaved(|| native_wordcount_threads(input, p).0, &jobs);
-            let (rate, native_rate) = (per_sec(words, best[0].wall), per_sec(words, native));
-            self.row(
-                "W9",
-                &format!("W1-final p{p} ({cores} cores), words/s"),
-                human(rate),
-                format!("{} (native, {p} threads)", human(native_rate)),
-                format!("{:.2}×", rate / native_rate),
-            );
+            let label = format!("native, {p} threads");
+            let metric = format!("W1-final p{p} ({cores} cores), words/s");
+            self.rate_row("W9", &metric, words, best[0].wall, per_sec(words, native), &label);
         }
     }
 
@@ -484,14 +481,7 @@ impl Bench {
             let (fast, best) = self.interleaved(|| native_wordcount_fast(input).0, &variants);
             let fast_rate = per_sec(words, fast);
             for ((label, _), m) in variants.iter().zip(&best) {
-                let rate = per_sec(words, m.wall);
-                self.row(
-                    "W1",
-                    &format!("{label}, words/s"),
-                    human(rate),
-                    format!("{} (FxHash, 1 MiB reads)", human(fast_rate)),
-                    format!("{:.2}×", rate / fast_rate),
-                );
+                self.rate_row("W1", &format!("{label}, words/s"), words, m.wall, fast_rate, "FxHash, 1 MiB reads");
             }
             for (p, m) in [(1, &best[0]), (2, &best[1])] {
                 let rate = per_sec(words, m.wall);
@@ -547,7 +537,7 @@ impl Bench {
                 .map(|(name, store)| {
                     let checkpoint = store.as_ref().map_or(String::new(), |store| {
                         format!(
-                            "[checkpoint]\ninterval = \"{name}\"\nretain = 100000\nstore = \"file://{}\"",
+                            "[checkpoint]\ninterval = \"{name}\"\nretain = 10000\nstore = \"file://{}\"",
                             store.display()
                         )
                     });

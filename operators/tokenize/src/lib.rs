@@ -120,24 +120,14 @@ weir_sdk::export!(Tokenize);
 
 #[cfg(test)]
 mod tests {
-    use weir_sdk::bindings::weir::operator::types::InstanceInfo;
     use weir_sdk::frame;
-    use weir_sdk::runtime::Runtime;
+    use weir_sdk::runtime::{Runtime, only_subtask};
 
     use super::*;
 
     fn words(config: &str, line: &str) -> Vec<String> {
-        let info = InstanceInfo {
-            operator_id: "tokenize".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            key_group_start: 0,
-            key_group_end: 128,
-            attempt: 0,
-        };
         let mut rt = Runtime::<Tokenize>::default();
-        rt.init(info, config.into(), None).unwrap();
+        rt.init(only_subtask("tokenize"), config.into(), None).unwrap();
         let mut batch = Vec::new();
         frame::write(&mut batch, None, None, line.as_bytes());
         let out = rt.process(&batch).unwrap();

@@ -137,21 +137,13 @@ weir_sdk::export!(Window);
 mod tests {
     use weir_sdk::bindings::weir::operator::types::InstanceInfo;
     use weir_sdk::frame;
-    use weir_sdk::runtime::Runtime;
+    use weir_sdk::runtime::{Runtime, only_subtask};
 
     use super::*;
 
     /// The only subtask of the operator, in attempt `attempt`.
     fn info(attempt: u32) -> InstanceInfo {
-        InstanceInfo {
-            operator_id: "window".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            key_group_start: 0,
-            key_group_end: 128,
-            attempt,
-        }
+        InstanceInfo { attempt, ..only_subtask("window") }
     }
 
     fn started(config: &str) -> Result<Runtime<Window>, String> {
