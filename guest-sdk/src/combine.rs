@@ -7,8 +7,8 @@
 //! keyed exchange, in each upstream subtask. It folds records into one
 //! partial per key ([`Combine::combine`]) and sends the partials on (Flink's
 //! mini-batch): at every processing-time tick (100 ms), before every
-//! watermark and checkpoint barrier, at the end of input, and whenever it
-//! holds [`MAX_PARTIALS`] keys. The keyed, *global* instance merges them
+//! watermark, checkpoint barrier and idle marker, at the end of input, and
+//! after a batch that leaves it holding [`MAX_PARTIALS`] keys or more. The keyed, *global* instance merges them
 //! ([`Combine::merge`]). A hot key then crosses the exchange about once per
 //! tick and upstream subtask instead of once per record.
 //!
@@ -72,8 +72,9 @@ pub trait Combine: Operator {
     type Partial: Default + Serialize + DeserializeOwned;
 
     /// Local phase: folds one record into its key's partial. `self` is
-    /// the local instance, started with the same config (so a partial may
-    /// depend on it) but never handed records or state. The record's key is
+    /// the local instance's operator, started with the same config (so a
+    /// partial may depend on it) but never handed state, and never called
+    /// but here. The record's key is
     /// the one it is grouped and routed by (its value, if it had none), as
     /// `process` would see it behind the keyed edge.
     ///
@@ -134,6 +135,9 @@ pub(crate) trait Phases<O> {
     /// partial as JSON) and forgets them.
     fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), String>;
 
+    /// How many keys' partials it holds.
+    fn held(&self) -> usize;
+
     /// Global phase: every partial of `batch` merged into `op`.
     fn global(&self, op: &mut O, batch: &[u8], out: &mut Vec<u8>, services: &mut Services) -> Result<(), String>;
 }
@@ -182,6 +186,10 @@ impl<O: Combine> Phases<O> for Combiner<O> {
         }
         self.partials.clear();
         Ok(())
+    }
+
+    fn held(&self) -> usize {
+        self.partials.len()
     }
 
     fn global(&self, op: &mut O, batch: &[u8], out: &mut Vec<u8>, services: &mut Services) -> Result<(), String> {
@@ -256,6 +264,8 @@ mod tests {
         let mut local = runtime("local");
         assert!(local.process(&batch(&input[..2])).unwrap().is_empty(), "partials wait for a flush");
         assert!(local.process(&batch(&input[2..])).unwrap().is_empty());
+        let err = local.snapshot(1).unwrap_err();
+        assert!(err.contains("still holds the partials of 2 keys"), "a barrier must find it empty: {err}");
         let partials = local.process(&[]).unwrap();
         let mut sent = shown(&partials);
         sent.sort();

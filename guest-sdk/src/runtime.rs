@@ -244,8 +244,16 @@ impl<O: Operator> Runtime<O> {
     }
 
     /// Runs `snapshot`, adds the timers, and packages the state for the host.
-    pub fn snapshot(&mut self, _checkpoint_id: u64) -> Result<types::State, String> {
+    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<types::State, String> {
         if self.local() {
+            let held = self.phases.as_ref().map_or(0, |p| p.held());
+            if held > 0 {
+                // The host sends an empty batch first; partials left here would be lost.
+                return Err(format!(
+                    "pre-aggregation: the local instance still holds the partials of {held} keys at checkpoint \
+                     {checkpoint_id}; they were not sent before the barrier (a Weir bug: please report it)"
+                ));
+            }
             return Ok(types::State { version: O::STATE_VERSION, operator_state: vec![Vec::new()], keyed: Vec::new() });
         }
         let mut writer = StateWriter::new(self.info.max_parallelism);

@@ -4,7 +4,7 @@
 //! `weir` binary (release build, components precompiled in a private cache)
 //! or, for the Wasm boundary, through the host library, and prints a table.
 //! Every figure stands next to a baseline measured in the same run: native
-//! single-threaded Rust doing the same work in-process. Scale the inputs with
+//! Rust doing the same work in-process (single-threaded, except W9's). Scale the inputs with
 //! `WEIR_BENCH_SCALE` (default 1.0: 10 million words) for a quick look.
 //!
 //! Nothing here asserts a speed: it measures and reports.
@@ -156,18 +156,33 @@ fn native_wordcount(input: &Path) -> (Duration, usize) {
 /// is already lower case), counted in an FxHash map, a key allocated only
 /// when new. Returns (time, distinct words).
 fn native_wordcount_fast(input: &Path) -> (Duration, usize) {
-    use std::io::Read;
     let started = Instant::now();
-    let mut counts: hashbrown::HashMap<Box<[u8]>, u64, rustc_hash::FxBuildHasher> = hashbrown::HashMap::default();
+    let len = std::fs::metadata(input).unwrap().len();
+    let counts = count_words(input, 0..len);
+    (started.elapsed(), counts.len())
+}
+
+/// A native word count's table.
+type WordCounts = hashbrown::HashMap<Box<[u8]>, u64, rustc_hash::FxBuildHasher>;
+
+/// [`native_wordcount_fast`]'s loop over the bytes `range` of `input` (cut
+/// at line ends), read 1 MiB at a time.
+fn count_words(input: &Path, range: std::ops::Range<u64>) -> WordCounts {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut counts = WordCounts::default();
     let mut file = std::fs::File::open(input).unwrap();
+    file.seek(SeekFrom::Start(range.start)).unwrap();
+    let mut left = range.end - range.start;
     let mut buf = vec![0u8; 1 << 20];
     // Bytes of a word cut by the end of the previous read.
     let mut carry: Vec<u8> = Vec::new();
-    loop {
-        let n = file.read(&mut buf).unwrap();
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want]).unwrap();
         if n == 0 {
             break;
         }
+        left -= n as u64;
         let chunk = &buf[..n];
         // Up to the last separator: whole words; the rest carries over.
         let end = chunk.iter().rposition(u8::is_ascii_whitespace).map_or(0, |i| i + 1);
@@ -191,7 +206,7 @@ fn native_wordcount_fast(input: &Path) -> (Duration, usize) {
     if !carry.is_empty() {
         *counts.entry_ref(carry.as_slice()).or_default() += 1;
     }
-    (started.elapsed(), counts.len())
+    counts
 }
 
 /// Native stateless: uppercase every line, keep those containing "W1".
@@ -232,31 +247,25 @@ fn wordcount_job(input: &Path, p: u32, count: &str, sink: &str, checkpoint: &str
 }
 
 /// Native WordCount on `threads` threads, as a native program would use
-/// them: each counts a contiguous share of the file (cut at line ends) in
-/// its own FxHash map, then the maps are merged. Returns (time, distinct words).
+/// them: each runs [`count_words`] over a contiguous share of the file (cut
+/// at line ends), then the maps are merged. Returns (time, distinct words).
 fn native_wordcount_threads(input: &Path, threads: usize) -> (Duration, usize) {
+    use std::io::{Read, Seek, SeekFrom};
     let started = Instant::now();
-    let text = std::fs::read(input).unwrap();
+    let len = std::fs::metadata(input).unwrap().len();
+    let mut file = std::fs::File::open(input).unwrap();
     let mut cuts = vec![0];
-    for t in 1..threads {
-        let at = (text.len() * t / threads).max(*cuts.last().unwrap());
-        cuts.push(text[at..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| at + i + 1));
+    for t in 1..threads as u64 {
+        // The first line end at or after the even cut.
+        let at = (len * t / threads as u64).max(*cuts.last().unwrap());
+        file.seek(SeekFrom::Start(at)).unwrap();
+        let mut window = [0u8; 4096];
+        let n = file.read(&mut window).unwrap();
+        cuts.push(window[..n].iter().position(|&b| b == b'\n').map_or(len, |i| at + i as u64 + 1).min(len));
     }
-    cuts.push(text.len());
-    let maps: Vec<hashbrown::HashMap<&[u8], u64, rustc_hash::FxBuildHasher>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = cuts
-            .windows(2)
-            .map(|w| {
-                let share = &text[w[0]..w[1]];
-                scope.spawn(move || {
-                    let mut counts: hashbrown::HashMap<&[u8], u64, rustc_hash::FxBuildHasher> = Default::default();
-                    for word in share.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
-                        *counts.entry(word).or_default() += 1;
-                    }
-                    counts
-                })
-            })
-            .collect();
+    cuts.push(len);
+    let maps: Vec<WordCounts> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts.windows(2).map(|w| scope.spawn(move || count_words(input, w[0]..w[1]))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut all = maps.into_iter();

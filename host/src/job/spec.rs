@@ -490,8 +490,10 @@ pub struct OperatorSpec {
     pub partition: Option<Partition>,
     /// Local pre-aggregation before the keyed exchange (Flink's local–global
     /// aggregation): a second instance of the operator in each upstream
-    /// subtask sends one partial per key and batch. The operator must
-    /// implement `weir_sdk::Combine`, and read a `partition = "key"` edge.
+    /// subtask folds records into one partial per key and sends the partials
+    /// every 100 ms and before each watermark, barrier and idle marker. The
+    /// operator must implement `weir_sdk::Combine`, and read a
+    /// `partition = "key"` edge.
     #[serde(default)]
     pub pre_aggregate: bool,
     /// Handed to the operator's `init` as JSON.

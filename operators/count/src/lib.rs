@@ -9,8 +9,9 @@
 //! are still checkpointed and exactly-once.
 //!
 //! It can be pre-aggregated (`pre_aggregate = true` in its job table): each
-//! upstream subtask then counts each batch's records per key and sends one
-//! partial count per key, which this operator adds. Final counts are the
+//! upstream subtask then counts records per key and sends the partial
+//! counts on every 100 ms (and before every barrier), which this operator
+//! adds. Final counts are the
 //! same; with `emit = "every"` it emits one update per partial instead of
 //! one per record (the last update of each key is still its count).
 //!
@@ -77,7 +78,8 @@ impl Operator for Count {
     fn finish(&mut self, out: &mut Emitter<'_>) -> Result<()> {
         if self.emit == Emit::Final {
             for (key, &count) in self.counts.iter() {
-                Self::update(key, count, Some(key), out)?;
+                // Keyless records are counted under the empty key; their count stays keyless.
+                Self::update(key, count, Some(key).filter(|k| !k.is_empty()), out)?;
             }
         }
         Ok(())
@@ -93,7 +95,7 @@ impl Operator for Count {
 }
 
 impl Combine for Count {
-    /// The records a batch held for the key.
+    /// How many records of the key the local instance saw since it last sent.
     type Partial = u64;
 
     fn combine(&self, partial: &mut u64, _: Record<'_, &[u8]>) -> Result<()> {
