@@ -278,17 +278,32 @@ fn native_wordcount_threads(input: &Path, threads: usize) -> (Duration, usize) {
     (started.elapsed(), merged.len())
 }
 
-/// The number of records the `count` node received, from a run report.
-fn count_records_in(report: &Path) -> u64 {
+/// The `count` node's records in, in all and per subtask, from a run report.
+fn count_records_in(report: &Path) -> (u64, Vec<u64>) {
     let html = std::fs::read_to_string(report).expect("reading the run report");
     let at = html.find("WEIR_REPORT = ").expect("report data") + "WEIR_REPORT = ".len();
     let data: serde_json::Value =
         serde_json::Deserializer::from_str(&html[at..]).into_iter().next().expect("report data").expect("report JSON");
-    data["job"]["nodes"]
+    let count = data["job"]["nodes"]
         .as_array()
         .and_then(|nodes| nodes.iter().find(|n| n["id"] == "count"))
-        .and_then(|n| n["records_in"].as_u64())
-        .expect("the count node's records_in")
+        .expect("the count node")
+        .clone();
+    let subtasks = count["subtasks"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|t| t["records_in"].as_u64()).collect())
+        .unwrap_or_default();
+    (count["records_in"].as_u64().expect("the count node's records_in"), subtasks)
+}
+
+/// The largest of `counts` over their median (the load of the busiest
+/// subtask against a typical one).
+fn max_over_median(counts: &[u64]) -> f64 {
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let median = if n % 2 == 1 { sorted[n / 2] as f64 } else { (sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0 };
+    sorted.last().map_or(0.0, |&max| max as f64 / median.max(1.0))
 }
 
 fn per_sec(n: u64, t: Duration) -> f64 {
@@ -427,13 +442,32 @@ impl Bench {
                 self.rate_row("W8", &format!("{name}: {label}, words/s"), words, m.wall, native_rate, "");
                 let report = self.dir.join("w8-report.html");
                 self.run(Path::new(job), &["--report", report.to_str().expect("UTF-8 path")]);
-                let crossed = count_records_in(&report);
+                let (crossed, _) = count_records_in(&report);
                 self.row(
                     "W8",
                     &format!("{name}: {label}, records into count"),
                     format!("{crossed}"),
                     format!("{words} (words)"),
                     format!("{:.3}×", crossed as f64 / words as f64),
+                );
+            }
+            // Key skew: how the records into `count` spread over 8 subtasks
+            // (a function of the keys and the routing, not of the cores).
+            for (pre, label) in [("", ""), (PRE_AGGREGATE, ", pre-aggregated")] {
+                let count = format!("{FINAL}\n{pre}");
+                let job = self.job(
+                    &format!("w8-{tag}-p8{label}.toml"),
+                    &wordcount_job(input, 8, &count, "kind = \"discard\"", ""),
+                );
+                let report = self.dir.join("w8-report.html");
+                self.run(&job, &["--report", report.to_str().expect("UTF-8 path")]);
+                let (_, subtasks) = count_records_in(&report);
+                self.row(
+                    "W8",
+                    &format!("{name}: p8{label}, busiest count subtask's records / median"),
+                    format!("{:.2}×", max_over_median(&subtasks)),
+                    "1.5× (issue 15's bound on busy time)".into(),
+                    format!("{} … {}", subtasks.iter().min().unwrap_or(&0), subtasks.iter().max().unwrap_or(&0)),
                 );
             }
         }

@@ -184,6 +184,7 @@ impl JobControl {
                 let max = |f: fn(&Shares) -> f64| shares.iter().map(f).fold(0.0, f64::max).round();
                 node["busy_ms_per_s"] = json!(max(|s| s.busy));
                 node["backpressured_ms_per_s"] = json!(max(|s| s.backpressured));
+                let times = &s.times;
                 node["subtasks"] = shares
                     .iter()
                     .enumerate()
@@ -195,6 +196,8 @@ impl JobControl {
                             "idle_ms_per_s": s.idle.round(),
                             "watermark": s.watermark,
                             "guest_memory_bytes": s.guest_memory,
+                            // Counted live, as the node's total is.
+                            "records_in": times.get(i).map_or(0, |t| t.records_in()),
                         })
                     })
                     .collect();

@@ -356,6 +356,15 @@ interval = "200ms"
     let report = dir.join("report.html");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("window.WEIR_REPORT = {"), "no data in the report");
+    // Each window subtask's records, which add up to the node's.
+    let at = html.find("WEIR_REPORT = ").unwrap() + "WEIR_REPORT = ".len();
+    let data: serde_json::Value = serde_json::Deserializer::from_str(&html[at..]).into_iter().next().unwrap().unwrap();
+    let win = data["job"]["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "win").unwrap();
+    let per_subtask: Vec<u64> =
+        win["subtasks"].as_array().unwrap().iter().map(|s| s["records_in"].as_u64().unwrap()).collect();
+    assert_eq!(per_subtask.iter().sum::<u64>(), 30_000, "records per subtask: {per_subtask:?}");
+    assert!(per_subtask.iter().all(|&n| n > 0), "both subtasks get keys: {per_subtask:?}");
+    assert_eq!(win["records_in"], 30_000);
     let dom = dump_dom(&report);
     for id in ["gen&lt;!--&lt;script&gt;", "win", "out"] {
         assert!(dom.contains(&format!("<g class=\"node\" data-id=\"{id}\">")), "{id} not drawn:\n{dom}");

@@ -76,6 +76,9 @@ pub struct TaskTime {
     /// [`CALL_BUCKETS_US`] (the last: longer), and their total ns.
     calls: [AtomicU64; CALL_BUCKETS_US.len() + 1],
     call_ns: AtomicU64,
+    /// Records handed to this node's subtask (operators and sinks): how a
+    /// key edge spread the load, which the node's total cannot show.
+    records_in: AtomicU64,
 }
 
 /// Upper bounds (µs) of the guest call-time histogram's buckets.
@@ -98,6 +101,16 @@ impl TaskTime {
     /// Guest calls per bucket of [`CALL_BUCKETS_US`] (not cumulative), and their total ns.
     pub fn calls(&self) -> (Vec<u64>, u64) {
         (self.calls.iter().map(|c| c.load(Ordering::Relaxed)).collect(), self.call_ns.load(Ordering::Relaxed))
+    }
+
+    /// Counts `n` records handed to this subtask.
+    pub fn add_in(&self, n: u64) {
+        self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records handed to this subtask so far.
+    pub fn records_in(&self) -> u64 {
+        self.records_in.load(Ordering::Relaxed)
     }
 
     /// Its event time, once it has one.

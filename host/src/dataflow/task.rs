@@ -452,6 +452,9 @@ impl Chain {
                 return Ok(());
             }
             stage.metrics.add_in(records as u64);
+            if let Some(cell) = self.out.meter().cell(at) {
+                cell.add_in(records as u64);
+            }
             let produced = match &mut stage.work {
                 Work::Sink(sink) => return Ok(sink.write(&bytes)?),
                 Work::Operator { guest, .. } => {
