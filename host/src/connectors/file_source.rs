@@ -303,6 +303,11 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
+/// `line` without a trailing `\r` (a CRLF file's lines).
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 impl Source for FileSource {
     fn next_batch(&mut self, out: &mut Vec<u8>, max_records: usize) -> Result<SourceStatus, Error> {
         let allowed = self.pacer.allowance(max_records);
@@ -316,20 +321,42 @@ impl Source for FileSource {
                 self.next_split();
                 continue;
             }
+            let split = &self.splits[self.split];
+            let cannot_read = |e| Error::io(format!("file source: cannot read {}", split.path.display()), e);
             let reader = self.reader.as_mut().expect("opened above");
+            // The whole lines already in the reader's buffer, framed straight
+            // from it (one copy per line, no per-line read call).
+            let buf = reader.fill_buf().map_err(cannot_read)?;
+            if buf.is_empty() {
+                self.next_split();
+                continue;
+            }
+            let (mut used, mut offset) = (0, self.offset);
+            while produced < allowed && offset < split.end {
+                let Some(i) = memchr::memchr(b'\n', &buf[used..]) else { break };
+                frame::write(out, None, None, without_cr(&buf[used..used + i]));
+                used += i + 1;
+                offset += (i + 1) as u64;
+                produced += 1;
+            }
+            reader.consume(used);
+            self.offset = offset;
+            if used > 0 {
+                continue;
+            }
+            if offset >= split.end {
+                continue;
+            }
+            // A line the buffer does not hold whole (or the last one, without a newline).
             self.line.clear();
-            let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                Error::io(format!("file source: cannot read {}", self.splits[self.split].path.display()), e)
-            })?;
+            let n = reader.read_until(b'\n', &mut self.line).map_err(cannot_read)?;
             if n == 0 {
                 self.next_split();
                 continue;
             }
             self.offset += n as u64;
-            let mut line = self.line.as_slice();
-            line = line.strip_suffix(b"\n").unwrap_or(line);
-            line = line.strip_suffix(b"\r").unwrap_or(line);
-            frame::write(out, None, None, line);
+            let line = self.line.as_slice();
+            frame::write(out, None, None, without_cr(line.strip_suffix(b"\n").unwrap_or(line)));
             produced += 1;
         }
         self.pacer.emitted(produced);

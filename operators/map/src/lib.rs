@@ -5,7 +5,7 @@
 //! value; strings are emitted as plain text, other values as JSON. Records
 //! without the field are dropped.
 
-use weir_sdk::{Context, Emitter, Error, Json, Operator, Record, Result};
+use weir_sdk::{Context, Emitter, Encode, Error, Json, Operator, Record, Result};
 
 #[derive(serde::Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "kebab-case")]
@@ -28,7 +28,25 @@ struct Config {
 struct Map {
     transform: Transform,
     field: String,
-    buf: Vec<u8>,
+}
+
+/// ASCII `text` in upper (or lower) case, written straight into the output
+/// frame and cased there: one copy, no buffer in between.
+struct AsciiCase<'a> {
+    text: &'a [u8],
+    upper: bool,
+}
+
+impl Encode for AsciiCase<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(self.text);
+        if self.upper {
+            out[at..].make_ascii_uppercase();
+        } else {
+            out[at..].make_ascii_lowercase();
+        }
+    }
 }
 
 impl Operator for Map {
@@ -49,14 +67,7 @@ impl Operator for Map {
         let ascii = rec.value.is_ascii();
         match self.transform {
             Transform::Uppercase | Transform::Lowercase if ascii => {
-                self.buf.clear();
-                self.buf.extend_from_slice(rec.value);
-                if let Transform::Uppercase = self.transform {
-                    self.buf.make_ascii_uppercase();
-                } else {
-                    self.buf.make_ascii_lowercase();
-                }
-                out.emit(self.buf.as_slice());
+                out.emit(&AsciiCase { text: rec.value, upper: matches!(self.transform, Transform::Uppercase) });
             }
             Transform::Uppercase => out.emit(&text(rec.value)?.to_uppercase()),
             Transform::Lowercase => out.emit(&text(rec.value)?.to_lowercase()),
