@@ -403,10 +403,8 @@ impl Chain {
                     }
                 }
                 Next::Idle => {
-                    if self.pre_aggregates {
-                        // Partials go ahead of the idle marker, as their records would have.
-                        self.fire("process", |g| g.process(&[]))?;
-                    }
+                    // Partials go ahead of the idle marker, as their records would have.
+                    self.send_partials()?;
                     if self.sink().is_none() {
                         self.out.idle()?;
                     }
@@ -416,11 +414,9 @@ impl Chain {
                     self.fire("on-processing-time", |g| g.on_processing_time(now))?;
                 }
                 Next::Aligned { checkpoint, stop, alignment } => {
-                    if self.pre_aggregates {
-                        // Partials held upstream of the barrier go before it: the
-                        // local instance is then empty, and has no state to save.
-                        self.fire("process", |g| g.process(&[]))?;
-                    }
+                    // Partials held upstream of the barrier go before it: the
+                    // local instance is then empty, and has no state to save.
+                    self.send_partials()?;
                     self.snapshot(checkpoint, alignment, inputs.watermark())?;
                     if self.sink().is_some() {
                         if stop {
@@ -475,6 +471,12 @@ impl Chain {
             }
             at += 1;
         }
+    }
+
+    /// Has a pre-aggregation's local instance in the chain send the
+    /// partials it holds down the chain (an empty batch asks for them).
+    fn send_partials(&mut self) -> Result<(), TaskError> {
+        if self.pre_aggregates { self.fire("process", |g| g.process(&[])) } else { Ok(()) }
     }
 
     /// Processing time for the guests' `now()`, read once per batch.
